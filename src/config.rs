@@ -1,0 +1,233 @@
+//! Configuration: defaults, then the TOML file (`--config`), then `BERTH_*`
+//! environment variables, then command-line flags. Unknown keys are errors.
+//!
+//! Every key `a.b` of the file can be set from the environment as `BERTH_A_B`
+//! (the value is read as TOML, falling back to a plain string), e.g.
+//! `BERTH_LIMITS_MAX_MANIFEST_BYTES=1048576`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Where everything is kept (metadata database and blob files).
+    pub data_dir: PathBuf,
+    /// Page cache of the metadata database, MiB.
+    pub cache_mb: usize,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+    pub limits: Limits,
+    pub uploads: Uploads,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest manifest accepted (413 above).
+    pub max_manifest_bytes: usize,
+    /// Largest blob accepted, bytes (0 = no limit).
+    pub max_blob_bytes: u64,
+    /// Largest JSON page a list request returns (tags, catalog).
+    pub max_page: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Uploads {
+    /// `POST ?mount=<digest>` without `from` mounts any blob the store holds.
+    pub automatic_mount: bool,
+    /// Value of `OCI-Chunk-Min-Length` advertised on POST (0 = not sent).
+    pub chunk_min_length: u64,
+    /// Sessions idle this long are removed, seconds.
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `berth=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:5000".into(),
+            data_dir: PathBuf::from("berth-data"),
+            cache_mb: 16,
+            workers: 0,
+            limits: Limits::default(),
+            uploads: Uploads::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 4 << 20,
+            max_blob_bytes: 0,
+            max_page: 10_000,
+        }
+    }
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Uploads {
+            automatic_mount: true,
+            chunk_min_length: 0,
+            idle_timeout_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, overlaid with `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut value = toml::Value::try_from(Config::default()).expect("defaults serialise");
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+            let from_file: toml::Value = text
+                .parse::<toml::Table>()
+                .map(toml::Value::Table)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+            // Deserialising the file on its own reports unknown keys by name.
+            Config::deserialize(from_file.clone())
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+            merge(&mut value, from_file);
+        }
+        apply_env(&mut value, "BERTH", &|k| std::env::var(k).ok())?;
+        let cfg = Config::deserialize(value).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "listen: '{}' is not ADDR:PORT",
+                self.listen
+            )));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(
+                "log.format must be 'text' or 'json'".into(),
+            ));
+        }
+        if self.limits.max_page == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_page must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Overwrite each leaf `a.b` with `PREFIX_A_B` when that variable is set.
+fn apply_env(
+    value: &mut toml::Value,
+    prefix: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let toml::Value::Table(t) = value else {
+        return Ok(());
+    };
+    for (k, v) in t.iter_mut() {
+        let name = format!("{prefix}_{}", k.to_uppercase());
+        if let toml::Value::Table(_) = v {
+            apply_env(v, &name, get)?;
+        } else if let Some(raw) = get(&name) {
+            *v = match (&*v, format!("x = {raw}").parse::<toml::Table>()) {
+                (toml::Value::String(_), _) => toml::Value::String(raw),
+                (_, Ok(mut parsed)) => parsed.remove("x").expect("parsed key"),
+                (_, Err(_)) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: '{raw}' is not a valid value"
+                    )))
+                }
+            };
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_leaves() {
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        let env = |k: &str| match k {
+            "BERTH_LISTEN" => Some("0.0.0.0:6000".to_string()),
+            "BERTH_LIMITS_MAX_MANIFEST_BYTES" => Some("1024".to_string()),
+            "BERTH_UPLOADS_AUTOMATIC_MOUNT" => Some("false".to_string()),
+            _ => None,
+        };
+        apply_env(&mut v, "BERTH", &env).unwrap();
+        let c = Config::deserialize(v).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:6000");
+        assert_eq!(c.limits.max_manifest_bytes, 1024);
+        assert!(!c.uploads.automatic_mount);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[limits]\nmax_manifest_byte = 3\n").unwrap();
+        let e = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("max_manifest_byte"), "{e}");
+        std::fs::write(&f, "cache_mb = 8\n[uploads]\nautomatic_mount = false\n").unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!((c.cache_mb, c.uploads.automatic_mount), (8, false));
+    }
+}

@@ -1,0 +1,60 @@
+//! `GET|HEAD|DELETE /v2/<name>/blobs/<digest>` (end-2, end-10).
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::errors::{ApiError, ApiResult};
+use super::params::{self, header};
+use super::range::{parse_range, RangeError};
+use super::{body, State};
+use crate::registry::Error;
+
+pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> ApiResult {
+    let repo = params::repo(name)?;
+    let digest = params::digest(digest)?;
+    let store = state.store.clone();
+    let info = store
+        .blob(repo, &digest)?
+        .ok_or_else(|| Error::BlobUnknown(digest.to_string()))?;
+    let file = store.open_blob(&digest, &info)?;
+    let mut r = HttpResponse::Ok();
+    r.insert_header(("Docker-Content-Digest", digest.to_string()))
+        .insert_header(("Accept-Ranges", "bytes"))
+        .insert_header(("ETag", format!("\"{digest}\"")))
+        .content_type("application/octet-stream");
+    let (start, len) = match header(req, "Range").map(|v| parse_range(v, info.size)) {
+        None | Some(Err(RangeError::Malformed)) => (0, info.size),
+        Some(Err(RangeError::Unsatisfiable)) => {
+            return Err(ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UNKNOWN",
+                format!("range not satisfiable for a blob of {} bytes", info.size),
+            )
+            .with_header("Content-Range", format!("bytes */{}", info.size)));
+        }
+        Some(Ok(range)) => {
+            r.status(StatusCode::PARTIAL_CONTENT);
+            r.insert_header((
+                "Content-Range",
+                format!("bytes {}-{}/{}", range.start, range.end, info.size),
+            ));
+            (range.start, range.len())
+        }
+    };
+    if req.method() == Method::HEAD {
+        return Ok(r.body(body::HeadBody(len)));
+    }
+    Ok(r.no_chunking(len)
+        .streaming(body::file_stream(file, start, len)))
+}
+
+pub async fn delete(state: &State, name: &str, digest: &str) -> ApiResult {
+    let repo = params::repo(name)?.to_string();
+    let digest = params::digest(digest)?;
+    let store = state.store.clone();
+    let d = digest.clone();
+    if !web::block(move || store.unlink_blob(&repo, &d)).await?? {
+        return Err(Error::BlobUnknown(digest.to_string()).into());
+    }
+    Ok(HttpResponse::Accepted().finish())
+}

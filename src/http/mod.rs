@@ -1,0 +1,155 @@
+//! The HTTP face of Berth (actix-web): translates requests into registry
+//! operations and errors into OCI error bodies. No business logic lives here.
+
+pub mod blobs;
+pub mod body;
+pub mod errors;
+pub mod lists;
+pub mod manifests;
+pub mod params;
+pub mod range;
+pub mod referrers;
+pub mod route;
+pub mod uploads;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::web::{self, Payload};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::store::{Store, StoreOptions};
+use errors::{ApiError, ApiResult};
+use route::Route;
+
+pub type State = web::Data<Registry>;
+
+/// Register Berth's routes on an actix app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v2").to(dispatch))
+        .service(web::resource("/v2/{tail:.*}").to(dispatch))
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::not_found())
+        }));
+}
+
+async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult {
+    let path = req.path().to_string();
+    let m = req.method().clone();
+    let get_or_head = m == Method::GET || m == Method::HEAD;
+    match route::parse(&path) {
+        Route::Base if get_or_head => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body("{}")),
+        Route::Catalog if get_or_head => lists::catalog(&req, &state),
+        Route::Tags { name } if get_or_head => lists::tags(&req, &state, name),
+        Route::Referrers { name, digest } if get_or_head => {
+            referrers::get(&req, &state, name, digest)
+        }
+        Route::Blob { name, digest } if get_or_head => blobs::get(&req, &state, name, digest).await,
+        Route::Blob { name, digest } if m == Method::DELETE => {
+            blobs::delete(&state, name, digest).await
+        }
+        Route::Manifest { name, reference } => {
+            manifests::dispatch(req.clone(), payload, state, name, reference).await
+        }
+        Route::Upload { name, id } => {
+            uploads::dispatch(req.clone(), payload, state, name, id).await
+        }
+        Route::NotFound => Err(ApiError::not_found()),
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// One log line per request: method, path, status, bytes in/out, duration.
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_string();
+    let bytes_in = req
+        .headers()
+        .get("Content-Length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut res = next.call(req).await?;
+    res.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("docker-distribution-api-version"),
+        actix_web::http::header::HeaderValue::from_static("registry/2.0"),
+    );
+    let bytes_out = match res.response().body().size() {
+        actix_web::body::BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = res.status().as_u16(),
+        bytes_in,
+        bytes_out,
+        ms = start.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(res)
+}
+
+/// Open the store and serve until stopped.
+pub async fn serve(config: Config) -> std::io::Result<()> {
+    let store = Store::open(
+        &config.data_dir,
+        &StoreOptions {
+            cache_mb: config.cache_mb,
+        },
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let registry = web::Data::new(Registry::new(Arc::new(store), config.clone()));
+    spawn_upload_expiry(registry.clone());
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), workers, "berth serving");
+    let data = registry.clone();
+    HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(log_request))
+            .configure(configure)
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .bind(&config.listen)?
+    .run()
+    .await
+}
+
+/// Remove idle upload sessions once a minute.
+fn spawn_upload_expiry(registry: State) {
+    let idle = Duration::from_secs(registry.config.uploads.idle_timeout_secs);
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(
+            Duration::from_secs(60).min(idle.max(Duration::from_secs(1))),
+        );
+        loop {
+            tick.tick().await;
+            let reg = registry.clone();
+            match web::block(move || reg.expire_uploads(idle)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(expired = n, "expired idle upload sessions"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "upload expiry failed"),
+                Err(_) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,23 @@
+//! `GET /v2/<name>/referrers/<digest>` (end-12a/b): always an OCI index.
+
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::errors::ApiResult;
+use super::params::{self, Query};
+use super::State;
+use crate::oci::media;
+
+pub fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> ApiResult {
+    let repo = params::repo(name)?;
+    let subject = params::digest(digest)?;
+    let q = Query::of(req);
+    let mut list = state.store.referrers(repo, &subject)?;
+    let mut r = HttpResponse::Ok();
+    if let Some(filter) = q.get("artifactType") {
+        list.retain(|d| d.artifact_type.as_deref() == Some(filter));
+        r.insert_header(("OCI-Filters-Applied", "artifactType"));
+    }
+    let body = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": list});
+    Ok(r.content_type(media::OCI_INDEX).body(body.to_string()))
+}

@@ -1,0 +1,124 @@
+//! Parsing `/v2/...` paths. Repository names contain slashes, so the path is
+//! read from its end: the last segment is the reference, the one before it
+//! says what kind of resource is meant.
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Base,
+    Catalog,
+    Tags {
+        name: &'a str,
+    },
+    Manifest {
+        name: &'a str,
+        reference: &'a str,
+    },
+    Blob {
+        name: &'a str,
+        digest: &'a str,
+    },
+    /// `id` is empty for `POST .../blobs/uploads/`.
+    Upload {
+        name: &'a str,
+        id: &'a str,
+    },
+    Referrers {
+        name: &'a str,
+        digest: &'a str,
+    },
+    NotFound,
+}
+
+/// Parse the path of a request (starting with `/v2`).
+pub fn parse(path: &str) -> Route<'_> {
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return Route::NotFound;
+    };
+    let rest = match rest {
+        "" | "/" => return Route::Base,
+        r => match r.strip_prefix('/') {
+            Some(r) => r,
+            None => return Route::NotFound,
+        },
+    };
+    if rest == "_catalog" {
+        return Route::Catalog;
+    }
+    // name/tags/list
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Route::Tags { name };
+    }
+    // name/blobs/uploads/ and name/blobs/uploads/<id>
+    if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
+        return Route::Upload { name, id: "" };
+    }
+    let Some((head, last)) = rest.rsplit_once('/') else {
+        return Route::NotFound;
+    };
+    if let Some(name) = head.strip_suffix("/blobs/uploads") {
+        return Route::Upload { name, id: last };
+    }
+    let Some((name, kind)) = head.rsplit_once('/') else {
+        return Route::NotFound;
+    };
+    match kind {
+        "manifests" => Route::Manifest {
+            name,
+            reference: last,
+        },
+        "blobs" => Route::Blob { name, digest: last },
+        "referrers" => Route::Referrers { name, digest: last },
+        _ => Route::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse("/v2/"), Route::Base);
+        assert_eq!(parse("/v2"), Route::Base);
+        assert_eq!(parse("/v2/_catalog"), Route::Catalog);
+        assert_eq!(parse("/v2/a/b/tags/list"), Route::Tags { name: "a/b" });
+        assert_eq!(
+            parse("/v2/a/manifests/latest"),
+            Route::Manifest {
+                name: "a",
+                reference: "latest"
+            }
+        );
+        assert_eq!(
+            parse("/v2/a/manifests/x/blobs/sha256:1"),
+            Route::Blob {
+                name: "a/manifests/x",
+                digest: "sha256:1"
+            }
+        );
+        assert_eq!(
+            parse("/v2/a/blobs/uploads/"),
+            Route::Upload { name: "a", id: "" }
+        );
+        assert_eq!(
+            parse("/v2/a/b/blobs/uploads/123"),
+            Route::Upload {
+                name: "a/b",
+                id: "123"
+            }
+        );
+        assert_eq!(
+            parse("/v2/a/referrers/sha256:1"),
+            Route::Referrers {
+                name: "a",
+                digest: "sha256:1"
+            }
+        );
+        assert_eq!(parse("/v2/a"), Route::NotFound);
+        assert_eq!(parse("/v2x/a/manifests/b"), Route::NotFound);
+        assert_eq!(parse("/v2/manifests/x"), Route::NotFound);
+    }
+}

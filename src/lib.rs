@@ -1,0 +1,13 @@
+//! Berth: a single-binary OCI registry appliance.
+//!
+//! Layers, top to bottom (data flows down, never up): `http` (actix-web,
+//! HTTP <-> registry operations), `registry` (the operations), `store` (redb
+//! metadata + content-addressed files), `oci` (pure vocabulary), `verify`
+//! (digests).
+
+pub mod config;
+pub mod http;
+pub mod oci;
+pub mod registry;
+pub mod store;
+pub mod verify;

@@ -1,0 +1,146 @@
+//! The `berth` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use berth::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Single-binary OCI registry appliance"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry over HTTP.
+    Serve {
+        /// ADDR:PORT to listen on (default 127.0.0.1:5000).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (default ./berth-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Config file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Metadata database cache, MiB.
+        #[arg(long)]
+        cache_mb: Option<usize>,
+    },
+    /// Garbage-collect blobs and manifests no repository holds (server stopped).
+    Gc {
+        #[arg(long, default_value = "berth-data")]
+        data_dir: PathBuf,
+        /// Report what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print the effective configuration.
+    Check { file: PathBuf },
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+            cache_mb,
+        } => {
+            let mut cfg = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(c) = cache_mb {
+                cfg.cache_mb = c;
+            }
+            if let Err(e) = cfg.validate() {
+                eprintln!("berth: {e}");
+                return ExitCode::from(2);
+            }
+            init_logging(&cfg);
+            let result = actix_web::rt::System::new().block_on(berth::http::serve(cfg));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Gc { data_dir, dry_run } => {
+            let store = match berth::store::Store::open(&data_dir, &Default::default()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match store.gc(dry_run) {
+                Ok(r) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&r).expect("report serialises")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("berth: gc failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(Some(&file)) {
+            Ok(c) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

@@ -1,0 +1,13 @@
+//! The OCI vocabulary: digests, names, media types, manifests, platforms.
+//! Pure functions only: no I/O, no dependency on the rest of Berth.
+
+pub mod digest;
+pub mod manifest;
+pub mod media;
+pub mod name;
+pub mod platform;
+
+pub use digest::{Algorithm, Digest, DigestError};
+pub use manifest::{Descriptor, Kind, Summary};
+pub use name::Reference;
+pub use platform::Platform;

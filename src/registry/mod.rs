@@ -1,0 +1,46 @@
+//! Registry operations on top of the store: uploads, manifests, and the
+//! rules of the distribution spec that are not HTTP.
+
+pub mod error;
+pub mod manifests;
+pub mod uploads;
+
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use uploads::{Session, Sessions};
+
+use crate::config::Config;
+use crate::oci::{name, Digest};
+use crate::store::Store;
+
+pub struct Registry {
+    pub store: Arc<Store>,
+    pub config: Config,
+    pub sessions: Sessions,
+}
+
+impl Registry {
+    pub fn new(store: Arc<Store>, config: Config) -> Registry {
+        Registry {
+            store,
+            config,
+            sessions: Sessions::default(),
+        }
+    }
+
+    /// Mount `digest` into `repo`: from `from`, or (automatic mount, when
+    /// configured) from anywhere in the store. Returns whether it mounted.
+    pub fn mount(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<bool> {
+        match from {
+            Some(f) if name::is_valid_name(f) => {
+                Ok(self.store.mount_blob(repo, digest, Some(f))?)
+            }
+            Some(_) => Ok(false),
+            None if self.config.uploads.automatic_mount => {
+                Ok(self.store.mount_blob(repo, digest, None)?)
+            }
+            None => Ok(false),
+        }
+    }
+}

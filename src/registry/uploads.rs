@@ -1,0 +1,182 @@
+//! Live upload sessions: the open partial file, its offset, and the hash
+//! state so far, so each byte is hashed once, as it arrives. After a restart a
+//! session is rebuilt from its record and file (the hash is then recomputed
+//! from the file once).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Error, Registry, Result};
+use crate::oci::{Algorithm, Digest};
+use crate::verify::{self, Hasher};
+
+pub struct Session {
+    pub id: String,
+    pub repo: String,
+    file: File,
+    pub offset: u64,
+    /// Hash of bytes `0..offset`; None until rebuilt after a restart.
+    hasher: Option<Hasher>,
+    pub last_active: Instant,
+    /// Set once the session is finished or cancelled.
+    closed: bool,
+}
+
+impl Session {
+    /// Append bytes at the current offset.
+    pub fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(data)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
+        self.offset += data.len() as u64;
+        self.last_active = Instant::now();
+        Ok(())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Digest of everything received, with `alg`.
+    fn digest(&mut self, alg: Algorithm) -> std::io::Result<Digest> {
+        if let Some(h) = &self.hasher {
+            if h.algorithm() == alg {
+                return Ok(h.clone().finish());
+            }
+        }
+        self.file.seek(SeekFrom::Start(0))?;
+        let (d, _) = verify::digest_reader(alg, &mut self.file)?;
+        Ok(d)
+    }
+}
+
+pub type SessionRef = Arc<tokio::sync::Mutex<Session>>;
+
+#[derive(Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<String, SessionRef>>,
+}
+
+impl Sessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionRef>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Registry {
+    /// Open a session in `repo`, hashing with `alg` as bytes arrive.
+    pub fn start_upload(&self, repo: &str, alg: Algorithm) -> Result<String> {
+        let id = self.store.create_upload(repo)?;
+        let file = self.store.open_upload_file(&id)?;
+        let s = Session {
+            id: id.clone(),
+            repo: repo.to_string(),
+            file,
+            offset: 0,
+            hasher: Some(Hasher::new(alg)),
+            last_active: Instant::now(),
+            closed: false,
+        };
+        self.sessions
+            .map()
+            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(s)));
+        Ok(id)
+    }
+
+    /// The session `id` of `repo`, loaded from the store after a restart.
+    pub fn session(&self, repo: &str, id: &str) -> Result<SessionRef> {
+        let unknown = || Error::BlobUploadUnknown(format!("no upload session {id} in {repo}"));
+        if let Some(s) = self.sessions.map().get(id) {
+            return Ok(s.clone());
+        }
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(unknown());
+        }
+        let rec = self.store.upload(id)?.ok_or_else(unknown)?;
+        if rec.repo != repo {
+            return Err(unknown());
+        }
+        let file = self.store.open_upload_file(id)?;
+        let offset = file.metadata()?.len();
+        let s = Session {
+            id: id.to_string(),
+            repo: rec.repo,
+            file,
+            offset,
+            hasher: None,
+            last_active: Instant::now(),
+            closed: false,
+        };
+        let mut map = self.sessions.map();
+        Ok(map
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(s)))
+            .clone())
+    }
+
+    /// Check the received bytes against `expected` and, if they match, make
+    /// them the blob `expected` of the session's repository. Blocking (hash
+    /// of a rebuilt session, fsync, commit). The session is gone afterwards
+    /// either way, except on a store failure.
+    pub fn finish_upload(&self, s: &mut Session, expected: &Digest) -> Result<()> {
+        let got = s.digest(expected.algorithm())?;
+        if &got != expected {
+            self.close_session(s)?;
+            return Err(Error::DigestInvalid(format!(
+                "uploaded content has digest {got}, expected {expected}"
+            )));
+        }
+        s.file.sync_all()?;
+        let path = self.store.files().upload_path(&s.id);
+        self.store.commit_blob(&s.repo, &path, expected, s.offset)?;
+        self.close_session(s)
+    }
+
+    /// Cancel a session (DELETE of the upload URL).
+    pub fn cancel_upload(&self, s: &mut Session) -> Result<()> {
+        self.close_session(s)
+    }
+
+    fn close_session(&self, s: &mut Session) -> Result<()> {
+        s.closed = true;
+        self.sessions.map().remove(&s.id);
+        self.store.remove_upload(&s.id)?;
+        Ok(())
+    }
+
+    /// Remove sessions idle longer than `idle`; returns how many.
+    pub fn expire_uploads(&self, idle: Duration) -> Result<usize> {
+        let mut expired = 0;
+        for (id, rec) in self.store.uploads()? {
+            let live = self.sessions.map().get(&id).cloned();
+            let idle_for = match &live {
+                Some(s) => match s.try_lock() {
+                    Ok(g) => g.last_active.elapsed(),
+                    Err(_) => continue, // busy: in use right now
+                },
+                None => std::fs::metadata(self.store.files().upload_path(&id))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or(Duration::from_secs(
+                        crate::store::records::now().saturating_sub(rec.created),
+                    )),
+            };
+            if idle_for >= idle {
+                if let Some(s) = live {
+                    if let Ok(mut g) = s.try_lock() {
+                        g.closed = true;
+                    }
+                }
+                self.sessions.map().remove(&id);
+                self.store.remove_upload(&id)?;
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+}

@@ -1,0 +1,130 @@
+//! Blobs: records, repository links, and their files.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::kv::{self, Reader, Table};
+use super::records::{self, BlobRecord};
+use super::{files, prune_repo, touch_repo, Store, StoreError};
+use crate::oci::Digest;
+
+/// A blob as a repository serves it.
+#[derive(Clone, Debug)]
+pub struct BlobInfo {
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+impl Store {
+    /// The blob `digest` if `repo` holds it.
+    pub fn blob(&self, repo: &str, digest: &Digest) -> Result<Option<BlobInfo>, StoreError> {
+        let d = digest.to_string();
+        let tx = self.kv.read()?;
+        if !tx.contains(Table::RepoBlobs, &kv::key(&[repo, &d]))? {
+            return Ok(None);
+        }
+        Ok(blob_record(&tx, &d)?.map(|r| BlobInfo {
+            size: r.size,
+            path: self.files.blob_path(digest),
+        }))
+    }
+
+    /// The blob record of `digest`, in whatever repository.
+    pub fn blob_anywhere(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
+        blob_record(&self.kv.read()?, &digest.to_string())
+    }
+
+    /// Open a blob's file, checking its size against the record.
+    pub fn open_blob(&self, digest: &Digest, info: &BlobInfo) -> Result<File, StoreError> {
+        let f = File::open(&info.path)
+            .map_err(|e| StoreError::Corrupt(format!("blob {digest}: file unreadable: {e}")))?;
+        let len = f.metadata()?.len();
+        if len != info.size {
+            return Err(StoreError::Corrupt(format!(
+                "blob {digest}: file has {len} bytes, record says {}",
+                info.size
+            )));
+        }
+        Ok(f)
+    }
+
+    /// Make a verified, fsynced staged file the blob `digest` of `repo`.
+    /// The staged file is consumed (moved into place, or removed when the
+    /// store already holds the blob).
+    pub fn commit_blob(
+        &self,
+        repo: &str,
+        staged: &Path,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let d = digest.to_string();
+        let _gate = self.gate();
+        let mut tx = self.kv.write()?;
+        match blob_record(&tx, &d)? {
+            Some(r) if r.size == size && self.files.blob_path(digest).exists() => {
+                files::remove_if_exists(staged)?;
+            }
+            _ => {
+                self.files.install(staged, &self.files.blob_path(digest))?;
+                let rec = BlobRecord {
+                    size,
+                    created: records::now(),
+                };
+                tx.insert(Table::Blobs, d.as_bytes(), &records::encode(&rec))?;
+            }
+        }
+        tx.insert(Table::RepoBlobs, &kv::key(&[repo, &d]), b"")?;
+        touch_repo(&mut tx, repo)?;
+        tx.commit()
+    }
+
+    /// Link an existing blob into `repo` (cross-repository mount). With `from`,
+    /// the blob must be in that repository; without, anywhere in the store.
+    /// Returns whether the blob was mounted.
+    pub fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let d = digest.to_string();
+        let mut tx = self.kv.write()?;
+        if blob_record(&tx, &d)?.is_none() {
+            return Ok(false);
+        }
+        if let Some(from) = from {
+            if !tx.contains(Table::RepoBlobs, &kv::key(&[from, &d]))? {
+                return Ok(false);
+            }
+        }
+        if tx.contains(Table::RepoBlobs, &kv::key(&[repo, &d]))? {
+            return Ok(true);
+        }
+        tx.insert(Table::RepoBlobs, &kv::key(&[repo, &d]), b"")?;
+        touch_repo(&mut tx, repo)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Remove the blob from `repo`; its bytes go at the next GC if nothing else
+    /// holds them. Returns whether the repository held it.
+    pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+        let mut tx = self.kv.write()?;
+        if !tx.remove(Table::RepoBlobs, &kv::key(&[repo, &digest.to_string()]))? {
+            return Ok(false);
+        }
+        prune_repo(&mut tx, repo)?;
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
+pub(crate) fn blob_record(
+    tx: &impl Reader,
+    digest: &str,
+) -> Result<Option<BlobRecord>, StoreError> {
+    tx.get(Table::Blobs, digest.as_bytes())?
+        .map(|v| records::decode(&format!("blob record {digest}"), &v))
+        .transpose()
+}

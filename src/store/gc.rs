@@ -1,0 +1,176 @@
+//! Garbage collection: mark from what repositories hold, sweep the rest.
+//!
+//! Safe while pushes continue by construction: marking and sweeping of
+//! records happen in one write transaction, which the metadata database
+//! serialises with every push (a manifest push checks its blobs and commits
+//! in one transaction, a blob commit installs its file and commits while
+//! holding the install gate), and files are removed under that gate. No
+//! time window is involved.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::kv::{Reader, Table};
+use super::manifests::{is_index, manifest_record};
+use super::records::{self, BlobRecord, ManifestRecord};
+use super::{files, Store, StoreError};
+use crate::oci::Digest;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub blobs_removed: u64,
+    pub manifests_removed: u64,
+    pub bytes_reclaimed: u64,
+    /// Files without a record (left by a crash between install and commit).
+    pub orphan_files_removed: u64,
+}
+
+impl Store {
+    /// Collect every blob and manifest no repository holds or references.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport, StoreError> {
+        let _gate = self.gate();
+        let mut tx = self.kv.write()?;
+
+        // Mark: manifests linked in any repository, and what indexes name.
+        let mut live_manifests: HashSet<String> = HashSet::new();
+        let mut live_blobs: HashSet<String> = HashSet::new();
+        let mut stack = Vec::new();
+        tx.for_each(Table::RepoManifests, b"", &mut |k, _| {
+            if let Some(d) = last_part(k) {
+                stack.push(d);
+            }
+            true
+        })?;
+        tx.for_each(Table::RepoBlobs, b"", &mut |k, _| {
+            if let Some(d) = last_part(k) {
+                live_blobs.insert(d);
+            }
+            true
+        })?;
+        while let Some(d) = stack.pop() {
+            if !live_manifests.insert(d.clone()) {
+                continue;
+            }
+            let Some(rec) = manifest_record(&tx, &d)? else {
+                continue;
+            };
+            for b in rec.summary.required_blobs() {
+                live_blobs.insert(b.digest.to_string());
+            }
+            if is_index(&rec.summary) {
+                stack.extend(rec.summary.children.iter().map(|c| c.digest.to_string()));
+            }
+        }
+
+        // Sweep records.
+        let mut report = GcReport {
+            dry_run,
+            ..GcReport::default()
+        };
+        let mut dead_files = Vec::new();
+        let mut dead_blobs = Vec::new();
+        tx.for_each(Table::Blobs, b"", &mut |k, v| {
+            let d = String::from_utf8_lossy(k).into_owned();
+            if !live_blobs.contains(&d) {
+                let size = records::decode::<BlobRecord>("blob record", v)
+                    .map(|r| r.size)
+                    .unwrap_or(0);
+                dead_blobs.push((d, size));
+            }
+            true
+        })?;
+        for (d, size) in dead_blobs {
+            report.blobs_removed += 1;
+            report.bytes_reclaimed += size;
+            if let Ok(digest) = d.parse::<Digest>() {
+                dead_files.push(self.files.blob_path(&digest));
+            }
+            if !dry_run {
+                tx.remove(Table::Blobs, d.as_bytes())?;
+            }
+        }
+        let mut dead_manifests = Vec::new();
+        tx.for_each(Table::Manifests, b"", &mut |k, v| {
+            let d = String::from_utf8_lossy(k).into_owned();
+            if !live_manifests.contains(&d) {
+                let rec = records::decode::<ManifestRecord>("manifest record", v).ok();
+                dead_manifests.push((d, rec));
+            }
+            true
+        })?;
+        for (d, rec) in dead_manifests {
+            report.manifests_removed += 1;
+            if let Some(rec) = rec {
+                report.bytes_reclaimed += rec.size;
+                if rec.in_file {
+                    if let Ok(digest) = d.parse::<Digest>() {
+                        dead_files.push(self.files.manifest_path(&digest));
+                    }
+                }
+            }
+            if !dry_run {
+                tx.remove(Table::Manifests, d.as_bytes())?;
+                tx.remove(Table::ManifestBytes, d.as_bytes())?;
+                // referrer entries of a removed manifest went with its links
+            }
+        }
+        if dry_run {
+            return Ok(report);
+        }
+        tx.commit()?;
+        for f in dead_files {
+            files::remove_if_exists(&f)?;
+        }
+
+        // Orphan files: content-addressed files whose record is gone.
+        let tx = self.kv.read()?;
+        for (dir, table) in [("blobs", Table::Blobs), ("manifests", Table::Manifests)] {
+            let mut orphans = Vec::new();
+            walk_addressed(&self.files.root().join(dir), &mut |alg, hex, path| {
+                let key = format!("{alg}:{hex}");
+                if !tx.contains(table, key.as_bytes()).unwrap_or(true) {
+                    orphans.push(path.to_path_buf());
+                }
+            })?;
+            for p in orphans {
+                report.bytes_reclaimed += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                report.orphan_files_removed += 1;
+                files::remove_if_exists(&p)?;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn last_part(k: &[u8]) -> Option<String> {
+    let i = k.iter().rposition(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&k[i + 1..]).into_owned())
+}
+
+/// Visit every `<dir>/<alg>/<xx>/<hex>` file.
+fn walk_addressed(dir: &Path, f: &mut dyn FnMut(&str, &str, &Path)) -> Result<(), StoreError> {
+    let Ok(algs) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for alg in algs {
+        let alg = alg?;
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        let Ok(shards) = fs::read_dir(alg.path()) else {
+            continue;
+        };
+        for shard in shards {
+            let Ok(entries) = fs::read_dir(shard?.path()) else {
+                continue;
+            };
+            for e in entries {
+                let e = e?;
+                f(&alg_name, &e.file_name().to_string_lossy(), &e.path());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The store: everything Berth keeps under one data directory.
+//!
+//! * `meta.redb`: the metadata database (via [`kv`]), the single source of
+//!   truth for what exists: blob records, manifests and their parsed graph,
+//!   repository membership, tags, referrers, upload sessions.
+//! * `blobs/`, `manifests/`, `uploads/`: content-addressed files ([`files`]).
+//!
+//! A file without a committed record is garbage; a record is committed only
+//! after its file is durable. Every logical change is one write transaction.
+
+pub mod blobs;
+pub mod files;
+pub mod gc;
+pub mod kv;
+pub mod manifests;
+pub mod records;
+pub mod uploads;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kv::{Kv, Reader, Table};
+
+pub use blobs::BlobInfo;
+pub use gc::GcReport;
+pub use manifests::{ManifestData, PutError};
+pub use records::{BlobRecord, ManifestRecord, UploadRecord};
+
+/// The on-disk format version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database: {0}")]
+    Db(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("data directory has schema version {found}, this build understands {expected}; use a matching Berth release")]
+    Schema { found: String, expected: u32 },
+    #[error("data directory {0} is in use by another Berth process")]
+    Locked(String),
+}
+
+/// Tunables of the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Page cache of the metadata database, in MiB.
+    pub cache_mb: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { cache_mb: 16 }
+    }
+}
+
+pub struct Store {
+    kv: Kv,
+    files: files::Files,
+    /// Held while a file is installed and its record committed, and while GC
+    /// commits and deletes files: GC never removes a file that a concurrent
+    /// commit has just made live.
+    install_gate: Mutex<()>,
+}
+
+impl Store {
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let files = files::Files::new(dir)?;
+        let kv = Kv::open(&dir.join("meta.redb"), opts.cache_mb.max(1) << 20)?;
+        check_schema(&kv)?;
+        let store = Store {
+            kv,
+            files,
+            install_gate: Mutex::new(()),
+        };
+        store.remove_stray_uploads()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.files.root()
+    }
+
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    pub fn files(&self) -> &files::Files {
+        &self.files
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.install_gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Repositories in lexical order after `last`, at most `n`.
+    pub fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .kv
+            .read()?
+            .scan(Table::Repos, b"", last.map(str::as_bytes), n)?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect())
+    }
+
+    pub fn repo_exists(&self, repo: &str) -> Result<bool, StoreError> {
+        self.kv.read()?.contains(Table::Repos, repo.as_bytes())
+    }
+
+    /// Path of the metadata database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.root().join("meta.redb")
+    }
+}
+
+fn check_schema(kv: &Kv) -> Result<(), StoreError> {
+    let found = kv.read()?.get(Table::Meta, b"schema")?;
+    match found {
+        None => {
+            let mut tx = kv.write()?;
+            tx.insert(
+                Table::Meta,
+                b"schema",
+                SCHEMA_VERSION.to_string().as_bytes(),
+            )?;
+            tx.commit()
+        }
+        Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
+        Some(v) => Err(StoreError::Schema {
+            found: String::from_utf8_lossy(&v).into_owned(),
+            expected: SCHEMA_VERSION,
+        }),
+    }
+}
+
+/// Add `repo` to the repository list inside `tx`.
+fn touch_repo(tx: &mut kv::WriteTx, repo: &str) -> Result<(), StoreError> {
+    if !tx.contains(Table::Repos, repo.as_bytes())? {
+        tx.insert(Table::Repos, repo.as_bytes(), b"")?;
+    }
+    Ok(())
+}
+
+/// Drop `repo` from the repository list when nothing is left in it.
+fn prune_repo(tx: &mut kv::WriteTx, repo: &str) -> Result<(), StoreError> {
+    let p = kv::prefix(&[repo]);
+    if !tx.any(Table::RepoBlobs, &p)?
+        && !tx.any(Table::RepoManifests, &p)?
+        && !tx.any(Table::Tags, &p)?
+    {
+        tx.remove(Table::Repos, repo.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A fresh random identifier (128 bits, hex).
+pub fn new_id() -> String {
+    crate::verify::hex(&rand::random::<[u8; 16]>())
+}
