@@ -54,10 +54,8 @@ pub fn parse_range(value: &str, len: u64) -> Result<ByteRange, RangeError> {
         (start, end) => {
             let start = num(start)?;
             let end = if end.is_empty() { u64::MAX } else { num(end)? };
-            if end < start {
-                return Err(RangeError::Malformed);
-            }
-            if start >= len {
+            // last < first is invalid; answered 416 like an unsatisfiable range
+            if end < start || start >= len {
                 return Err(RangeError::Unsatisfiable);
             }
             Ok(ByteRange {
@@ -117,7 +115,10 @@ mod tests {
             Err(RangeError::Unsatisfiable)
         );
         assert_eq!(parse_range("bytes=-0", 100), Err(RangeError::Unsatisfiable));
-        assert_eq!(parse_range("bytes=5-1", 100), Err(RangeError::Malformed));
+        assert_eq!(
+            parse_range("bytes=5-1", 100),
+            Err(RangeError::Unsatisfiable)
+        );
         assert_eq!(parse_range("items=0-1", 100), Err(RangeError::Malformed));
         assert_eq!(parse_range("bytes=-", 100), Err(RangeError::Malformed));
         assert_eq!(parse_range("bytes=a-1", 100), Err(RangeError::Malformed));

@@ -97,7 +97,11 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
     match digest {
         // Monolithic upload in one POST.
         Some(d) => {
-            receive(&mut s, payload, state).await?;
+            if let Err(e) = receive(&mut s, payload, state).await {
+                let reg = state.clone();
+                let _ = web::block(move || reg.cancel_upload(&mut s)).await;
+                return Err(e);
+            }
             finish(state, s, d.clone()).await?;
             Ok(created(&repo, &d))
         }

@@ -58,11 +58,12 @@ pub type SessionRef = Arc<tokio::sync::Mutex<Session>>;
 
 #[derive(Default)]
 pub struct Sessions {
-    live: Mutex<HashMap<String, SessionRef>>,
+    /// id -> (repository, session)
+    live: Mutex<HashMap<String, (String, SessionRef)>>,
 }
 
 impl Sessions {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionRef>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, SessionRef)>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -81,17 +82,20 @@ impl Registry {
             last_active: Instant::now(),
             closed: false,
         };
-        self.sessions
-            .map()
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(s)));
+        let entry = (repo.to_string(), Arc::new(tokio::sync::Mutex::new(s)));
+        self.sessions.map().insert(id.clone(), entry);
         Ok(id)
     }
 
     /// The session `id` of `repo`, loaded from the store after a restart.
     pub fn session(&self, repo: &str, id: &str) -> Result<SessionRef> {
         let unknown = || Error::BlobUploadUnknown(format!("no upload session {id} in {repo}"));
-        if let Some(s) = self.sessions.map().get(id) {
-            return Ok(s.clone());
+        if let Some((r, s)) = self.sessions.map().get(id) {
+            return if r == repo {
+                Ok(s.clone())
+            } else {
+                Err(unknown())
+            };
         }
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(unknown());
@@ -112,10 +116,10 @@ impl Registry {
             closed: false,
         };
         let mut map = self.sessions.map();
-        Ok(map
+        let (_, s) = map
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(s)))
-            .clone())
+            .or_insert_with(|| (repo.to_string(), Arc::new(tokio::sync::Mutex::new(s))));
+        Ok(s.clone())
     }
 
     /// Check the received bytes against `expected` and, if they match, make
@@ -152,7 +156,7 @@ impl Registry {
     pub fn expire_uploads(&self, idle: Duration) -> Result<usize> {
         let mut expired = 0;
         for (id, rec) in self.store.uploads()? {
-            let live = self.sessions.map().get(&id).cloned();
+            let live = self.sessions.map().get(&id).map(|(_, s)| s.clone());
             let idle_for = match &live {
                 Some(s) => match s.try_lock() {
                     Ok(g) => g.last_active.elapsed(),

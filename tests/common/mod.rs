@@ -1,0 +1,359 @@
+//! Shared helpers: start the real `berth` binary on a loopback port and talk
+//! to it over HTTP.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth::oci::Algorithm;
+use berth::verify;
+
+pub struct Server {
+    pub port: u16,
+    pub data: PathBuf,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+    extra: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// A fresh server on a new data directory.
+    pub fn start() -> Server {
+        Server::start_with_env(&[])
+    }
+
+    /// A fresh server with extra `BERTH_*` environment settings.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            port: 0,
+            data: tmp.path().join("data"),
+            child: None,
+            _tmp: Some(tmp),
+            extra: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server on an existing data directory (kept by the caller).
+    pub fn on(data: &Path) -> Server {
+        let mut s = Server {
+            port: 0,
+            data: data.to_path_buf(),
+            child: None,
+            _tmp: None,
+            extra: Vec::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        self.port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--data-dir",
+        ])
+        .arg(&self.data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        for (k, v) in &self.extra {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start berth"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = ureq::get(&self.url("/v2/"))
+                .timeout(Duration::from_secs(1))
+                .call()
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("berth exited during startup: {st}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("berth did not come up");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL the server and wait for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, wait, and start again on the same data directory.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_term(c.id());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none());
+        self.spawn();
+    }
+
+    /// Peak resident set of the server process, KiB (VmHWM).
+    pub fn vm_hwm_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+fn unsafe_term(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A response, whatever its status.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, Vec<String>>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_lowercase())
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+
+    pub fn headers_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get(&name.to_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The OCI error code of an error response.
+    pub fn error_code(&self) -> String {
+        let j = self.json();
+        j["errors"][0]["code"]
+            .as_str()
+            .expect("OCI error body")
+            .to_string()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn into_resp(r: Result<ureq::Response, ureq::Error>) -> Resp {
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+    for name in r.headers_names() {
+        let vals = r.all(&name).into_iter().map(str::to_string).collect();
+        headers.insert(name.to_lowercase(), vals);
+    }
+    let status = r.status();
+    let mut body = Vec::new();
+    r.into_reader().read_to_end(&mut body).unwrap();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(server: &Server) -> Client {
+        Client {
+            base: server.url(""),
+            agent: ureq::AgentBuilder::new().redirects(0).build(),
+        }
+    }
+
+    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        };
+        let mut r = self.agent.request(method, &url);
+        for (k, v) in headers {
+            r = r.set(k, v);
+        }
+        into_resp(
+            if body.is_empty() && matches!(method, "GET" | "HEAD" | "DELETE") {
+                r.call()
+            } else {
+                r.send_bytes(body)
+            },
+        )
+    }
+
+    /// Send a streamed body of `len` bytes from `reader`.
+    pub fn req_stream(&self, method: &str, path: &str, len: u64, reader: impl Read) -> Resp {
+        let url = format!("{}{}", self.base, path);
+        let r = self
+            .agent
+            .request(method, &url)
+            .set("Content-Length", &len.to_string())
+            .set("Content-Type", "application/octet-stream");
+        into_resp(r.send(reader))
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, &[], b"")
+    }
+
+    pub fn head(&self, path: &str) -> Resp {
+        self.req("HEAD", path, &[], b"")
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.req("DELETE", path, &[], b"")
+    }
+
+    /// Push a blob monolithically (POST + PUT); returns its digest.
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let d = sha256(data);
+        let r = self.req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+        assert_eq!(r.status, 202, "{}", r.text());
+        let loc = r.header("location").unwrap().to_string();
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self.req(
+            "PUT",
+            &format!("{loc}{sep}digest={d}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        d
+    }
+
+    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
+        self.req(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", media_type)],
+            body,
+        )
+    }
+
+    /// Push a config and one layer, and an OCI image manifest naming them,
+    /// tagged `tag`. Returns (manifest digest, manifest bytes).
+    pub fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>) {
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let cd = self.push_blob(repo, config);
+        let ld = self.push_blob(repo, layer);
+        let m = image_manifest(&cd, config.len(), &[(&ld, layer.len())]);
+        let r = self.put_manifest(repo, tag, OCI_MANIFEST, &m);
+        assert_eq!(r.status, 201, "{}", r.text());
+        (sha256(&m), m)
+    }
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+pub fn sha256(data: &[u8]) -> String {
+    verify::digest_bytes(Algorithm::Sha256, data).to_string()
+}
+
+pub fn image_manifest(config: &str, config_len: usize, layers: &[(&str, usize)]) -> Vec<u8> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|(d, n)| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
