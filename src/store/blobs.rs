@@ -128,3 +128,25 @@ pub(crate) fn blob_record(
         .map(|v| records::decode(&format!("blob record {digest}"), &v))
         .transpose()
 }
+
+impl Store {
+    /// Re-hash a blob's file and compare with its digest and recorded size.
+    pub fn check_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let rec = self
+            .blob_anywhere(digest)?
+            .ok_or_else(|| StoreError::Corrupt(format!("blob {digest}: no record")))?;
+        let info = BlobInfo {
+            size: rec.size,
+            path: self.files.blob_path(digest),
+        };
+        let f = self.open_blob(digest, &info)?;
+        let (got, _) =
+            crate::verify::digest_reader(digest.algorithm(), std::io::BufReader::new(f))?;
+        if &got != digest {
+            return Err(StoreError::Corrupt(format!(
+                "blob {digest}: content hashes to {got}"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -92,6 +92,9 @@ pub fn split_key(k: &[u8]) -> Vec<&str> {
         .collect()
 }
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into().to_string())
 }
@@ -128,12 +131,6 @@ impl Kv {
     pub fn write(&self) -> Result<WriteTx, StoreError> {
         Ok(WriteTx(self.db.begin_write().map_err(db_err)?))
     }
-
-    /// Bytes the database file occupies.
-    pub fn cache_stats(&self) -> (u64, u64) {
-        let s = self.db.cache_stats();
-        (s.read_hits(), s.read_misses())
-    }
 }
 
 /// Reads shared by read and write transactions.
@@ -148,7 +145,7 @@ pub trait Reader {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Vec<Entry>, StoreError>;
 
     /// Call `f` for every entry under `prefix` until it returns false.
     fn for_each(
@@ -206,7 +203,7 @@ fn scan_in(
     prefix: &[u8],
     after: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+) -> Result<Vec<Entry>, StoreError> {
     let mut out = Vec::new();
     if limit == 0 {
         return Ok(out);
@@ -231,7 +228,7 @@ impl Reader for ReadTx {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         scan_in(
             &self.0.open_table(table.def()).map_err(db_err)?,
             prefix,
@@ -288,7 +285,7 @@ impl Reader for WriteTx {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         scan_in(
             &self.0.open_table(table.def()).map_err(db_err)?,
             prefix,

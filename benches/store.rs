@@ -1,0 +1,141 @@
+//! Store benchmarks: blob write (hash + durable install + commit) against a
+//! plain file write with the same durability, warm blob read, manifest
+//! put/lookup, and GC.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use berth::oci::{manifest, Algorithm, Reference};
+use berth::store::{Store, StoreOptions};
+use berth::verify::{self, Hasher};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const MIB: usize = 1 << 20;
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761) as u8)
+        .collect()
+}
+
+/// Write `data` in 1 MiB pieces while hashing, fsync: what an upload does.
+fn stage(path: &Path, data: &[u8]) -> berth::oci::Digest {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut h = Hasher::new(Algorithm::Sha256);
+    for c in data.chunks(MIB) {
+        f.write_all(c).unwrap();
+        h.update(c);
+    }
+    f.sync_all().unwrap();
+    h.finish()
+}
+
+fn blob_write(c: &mut Criterion) {
+    let mut g = c.benchmark_group("blob_write");
+    g.sample_size(10);
+    for size in [MIB, 64 * MIB] {
+        let buf = data(size);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(
+            BenchmarkId::new("plain_file_fsync_rename", size),
+            &buf,
+            |b, buf| {
+                let dir = tempfile::tempdir().unwrap();
+                let mut i = 0;
+                b.iter(|| {
+                    i += 1;
+                    let p = dir.path().join(format!("s{i}"));
+                    stage(&p, buf);
+                    std::fs::rename(&p, dir.path().join(format!("f{i}"))).unwrap();
+                    std::fs::File::open(dir.path()).unwrap().sync_all().unwrap();
+                });
+            },
+        );
+        let mut fresh = buf.clone();
+        g.bench_function(BenchmarkId::new("store_commit_blob", size), |b| {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+            let mut i = 0u32;
+            b.iter(|| {
+                i += 1;
+                let buf = &mut fresh;
+                buf[..4].copy_from_slice(&i.to_le_bytes()); // a new blob each time
+                let staged = s.files().upload_path(&berth::store::new_id());
+                let d = stage(&staged, buf);
+                s.commit_blob("bench", &staged, &d, buf.len() as u64)
+                    .unwrap();
+            });
+        });
+    }
+    g.finish();
+}
+
+fn blob_read(c: &mut Criterion) {
+    let mut g = c.benchmark_group("blob_read_warm");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let buf = data(64 * MIB);
+    let staged = s.files().upload_path("x");
+    let d = stage(&staged, &buf);
+    s.commit_blob("bench", &staged, &d, buf.len() as u64)
+        .unwrap();
+    g.throughput(Throughput::Bytes(buf.len() as u64));
+    g.bench_function("64MiB_256KiB_reads", |b| {
+        let mut chunk = vec![0u8; 256 * 1024];
+        b.iter(|| {
+            let info = s.blob("bench", &d).unwrap().unwrap();
+            let mut f = s.open_blob(&d, &info).unwrap();
+            while f.read(&mut chunk).unwrap() > 0 {}
+        });
+    });
+    g.finish();
+}
+
+fn manifests(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let cfg = b"{}";
+    let staged = s.files().upload_path("c");
+    let cd = stage(&staged, cfg);
+    s.commit_blob("r", &staged, &cd, 2).unwrap();
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
+    );
+    let mut i = 0u64;
+    c.bench_function("manifest_put_durable", |b| {
+        b.iter(|| {
+            i += 1;
+            let m = body.replace(
+                "\"layers\":[]",
+                &format!("\"layers\":[],\"annotations\":{{\"n\":\"{i}\"}}"),
+            );
+            let d = verify::digest_bytes(Algorithm::Sha256, m.as_bytes());
+            let sum = manifest::parse("", m.as_bytes()).unwrap();
+            s.put_manifest("r", &d, m.as_bytes(), &sum, &[format!("t{i}")])
+                .unwrap();
+        });
+    });
+    let tag = Reference::Tag("t1".into());
+    c.bench_function("manifest_get_by_tag", |b| {
+        b.iter(|| s.manifest("r", &tag).unwrap().unwrap());
+    });
+}
+
+fn gc(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    for i in 0..2000u32 {
+        let staged = s.files().upload_path(&format!("g{i}"));
+        let d = stage(&staged, &i.to_le_bytes());
+        s.commit_blob("r", &staged, &d, 4).unwrap();
+    }
+    let mut g = c.benchmark_group("gc");
+    g.sample_size(10);
+    g.bench_function("mark_sweep_2000_live_blobs", |b| {
+        b.iter(|| s.gc(false).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, blob_write, blob_read, manifests, gc);
+criterion_main!(benches);
