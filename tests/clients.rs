@@ -1,0 +1,211 @@
+//! Real clients end to end: skopeo (and the docker CLI's `manifest inspect`)
+//! against the real server. Runs when `skopeo` is on PATH; `.ci/run` installs
+//! it and sets `BERTH_REQUIRE_CLIENTS=1` so CI cannot skip it silently.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{bytes, sha256, Server};
+use serde_json::json;
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A valid gzip member holding `data` in stored (uncompressed) deflate
+/// blocks: clients that sniff compression see a real gzip layer.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let mut chunks = data.chunks(65535).peekable();
+    while let Some(c) = chunks.next() {
+        out.push(u8::from(chunks.peek().is_none()));
+        out.extend_from_slice(&(c.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(!(c.len() as u16)).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & 0u32.wrapping_sub(crc & 1));
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+fn put_blob(dir: &Path, data: &[u8]) -> serde_json::Value {
+    let d = sha256(data);
+    std::fs::write(dir.join("blobs/sha256").join(&d[7..]), data).unwrap();
+    json!({"digest": d, "size": data.len()})
+}
+
+/// An OCI layout holding a two-platform index tagged `v1`; returns the
+/// index digest.
+fn make_layout(dir: &Path) -> String {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let mut entries = Vec::new();
+    for (i, (arch, variant)) in [("amd64", None), ("arm64", Some("v8"))]
+        .into_iter()
+        .enumerate()
+    {
+        let layer = put_blob(dir, &gzip_stored(&bytes(100 + i as u64, 4000)));
+        let mut cfg = json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}});
+        let mut platform = json!({"architecture": arch, "os": "linux"});
+        if let Some(v) = variant {
+            cfg["variant"] = json!(v);
+            platform["variant"] = json!(v);
+        }
+        let c = put_blob(dir, &serde_json::to_vec(&cfg).unwrap());
+        let m = json!({
+            "schemaVersion": 2, "mediaType": common::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c["digest"], "size": c["size"]},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"]}]
+        });
+        let md = put_blob(dir, &serde_json::to_vec(&m).unwrap());
+        entries.push(json!({"mediaType": common::OCI_MANIFEST, "digest": md["digest"], "size": md["size"], "platform": platform}));
+    }
+    let idx = put_blob(
+        dir,
+        &serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": common::OCI_INDEX, "manifests": entries}),
+        )
+        .unwrap(),
+    );
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": common::OCI_INDEX, "digest": idx["digest"], "size": idx["size"],
+        "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    idx["digest"].as_str().unwrap().to_string()
+}
+
+fn blob_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn skopeo_round_trip_list_tags_and_delete() {
+    if !have("skopeo") {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+            "skopeo is required (BERTH_REQUIRE_CLIENTS is set)"
+        );
+        eprintln!("skopeo not installed: client test not run (apt-get install skopeo)");
+        return;
+    }
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, out) = (tmp.path().join("src"), tmp.path().join("out"));
+    let index = make_layout(&src);
+    let policy = tmp.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap();
+    let reference = format!("docker://127.0.0.1:{}/multi/app:v1", s.port);
+
+    let (ok, log) = run(&[
+        "skopeo",
+        "copy",
+        "--all",
+        "--policy",
+        policy,
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &reference,
+    ]);
+    assert!(ok, "push: {log}");
+    let (ok, log) = run(&[
+        "skopeo",
+        "copy",
+        "--all",
+        "--policy",
+        policy,
+        "--src-tls-verify=false",
+        &reference,
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    assert!(ok, "pull: {log}");
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let got = top["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let show = |dir: &Path, d: &str| {
+        String::from_utf8_lossy(
+            &std::fs::read(dir.join("blobs/sha256").join(&d[7..])).unwrap_or_default(),
+        )
+        .into_owned()
+    };
+    assert_eq!(
+        got,
+        index,
+        "index digest changed: {} vs {}",
+        show(&src, &index),
+        show(&out, &got)
+    );
+    assert_eq!(
+        blob_names(&src),
+        blob_names(&out),
+        "blobs differ after the round trip"
+    );
+
+    let (ok, log) = run(&[
+        "skopeo",
+        "list-tags",
+        "--tls-verify=false",
+        &reference.replace(":v1", ""),
+    ]);
+    assert!(ok && log.contains("\"v1\""), "list-tags: {log}");
+
+    if have("docker") {
+        let (ok, log) = run(&[
+            "docker",
+            "manifest",
+            "inspect",
+            "--insecure",
+            &format!("127.0.0.1:{}/multi/app:v1", s.port),
+        ]);
+        assert!(
+            ok && log.contains("arm64") && log.contains("amd64"),
+            "docker manifest inspect: {log}"
+        );
+    }
+
+    let (ok, log) = run(&["skopeo", "delete", "--tls-verify=false", &reference]);
+    assert!(ok, "delete: {log}");
+    let (ok, _) = run(&[
+        "skopeo",
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &reference,
+    ]);
+    assert!(!ok, "deleted image still inspectable");
+}
