@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use berth::oci::{manifest, Algorithm, Reference};
-use berth::store::{Store, StoreOptions};
+use berth::store::{Store, StoreOptions, TagTarget};
 use berth::verify::{self, Hasher};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -111,8 +111,10 @@ fn manifests(c: &mut Criterion) {
             );
             let d = verify::digest_bytes(Algorithm::Sha256, m.as_bytes());
             let sum = manifest::parse("", m.as_bytes()).unwrap();
-            s.put_manifest("r", &d, m.as_bytes(), &sum, &[format!("t{i}")])
-                .unwrap();
+            s.put_manifest("r", &d, m.as_bytes(), &sum, &[format!("t{i}")], &|_, _| {
+                TagTarget::Point(d.clone())
+            })
+            .unwrap();
         });
     });
     let tag = Reference::Tag("t1".into());

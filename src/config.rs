@@ -20,9 +20,67 @@ pub struct Config {
     pub cache_mb: usize,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Platform served to clients that cannot read an index, when nothing
+    /// else chooses (`os/arch[/variant]`).
+    pub default_platform: String,
     pub limits: Limits,
     pub uploads: Uploads,
     pub log: Log,
+    /// Per-repository policies; the first whose pattern matches applies.
+    pub repositories: Vec<RepoPolicy>,
+}
+
+/// How pushes to a tag are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMode {
+    /// Images of different platforms pushed to one tag merge into an index.
+    Platform,
+    /// Plain OCI behaviour: the last push wins.
+    Overwrite,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoPolicy {
+    /// Glob on the repository name: `*` matches any run of characters
+    /// (slashes included), `?` one character.
+    pub pattern: String,
+    #[serde(default = "default_merge")]
+    pub merge: MergeMode,
+    /// Platforms preferred, in order, for clients that cannot read an index.
+    #[serde(default)]
+    pub prefer: Vec<String>,
+    /// Overrides the global `default_platform` for these repositories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_platform: Option<String>,
+}
+
+fn default_merge() -> MergeMode {
+    MergeMode::Platform
+}
+
+/// Does `name` match the glob `pattern`?
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = ni;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,9 +121,11 @@ impl Default for Config {
             data_dir: PathBuf::from("berth-data"),
             cache_mb: 16,
             workers: 0,
+            default_platform: "linux/amd64".into(),
             limits: Limits::default(),
             uploads: Uploads::default(),
             log: Log::default(),
+            repositories: Vec::new(),
         }
     }
 }
@@ -140,6 +200,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "log.format must be 'text' or 'json'".into(),
             ));
+        }
+        let platforms = std::iter::once(&self.default_platform).chain(
+            self.repositories
+                .iter()
+                .flat_map(|r| r.prefer.iter().chain(r.default_platform.iter())),
+        );
+        for p in platforms {
+            if crate::oci::Platform::parse(p).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "'{p}' is not a platform (os/arch[/variant])"
+                )));
+            }
         }
         if self.limits.max_page == 0 {
             return Err(ConfigError::Invalid(
@@ -217,6 +289,35 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:6000");
         assert_eq!(c.limits.max_manifest_bytes, 1024);
         assert!(!c.uploads.automatic_mount);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "a/b"));
+        assert!(glob_match("power/*", "power/app"));
+        assert!(!glob_match("power/*", "powerx/app"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("*/base", "x/y/base"));
+        assert!(!glob_match("*/base", "base"));
+    }
+
+    #[test]
+    fn repository_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[[repositories]]\npattern = \"p/*\"\nmerge = \"overwrite\"\nprefer = [\"linux/ppc64le\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.repositories[0].merge, MergeMode::Overwrite);
+        std::fs::write(
+            &f,
+            "[[repositories]]\npattern = \"p/*\"\nprefer = [\"linux\"]\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&f)).is_err());
     }
 
     #[test]

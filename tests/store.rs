@@ -10,7 +10,7 @@ use std::sync::Arc;
 use berth::oci::manifest;
 use berth::oci::{Algorithm, Digest, Reference};
 use berth::store::kv::{Kv, Table};
-use berth::store::{PutError, Store, StoreError, StoreOptions};
+use berth::store::{PutError, Store, StoreError, StoreOptions, TagTarget};
 use berth::verify;
 use common::{bytes, image_manifest};
 
@@ -41,7 +41,9 @@ fn put_image(store: &Store, repo: &str, tag: &str, seed: u64) -> Result<Digest, 
     );
     let d = verify::digest_bytes(Algorithm::Sha256, &m);
     let summary = manifest::parse(common::OCI_MANIFEST, &m).unwrap();
-    store.put_manifest(repo, &d, &m, &summary, &[tag.to_string()])?;
+    store.put_manifest(repo, &d, &m, &summary, &[tag.to_string()], &|_, _| {
+        TagTarget::Point(d.clone())
+    })?;
     Ok(d)
 }
 
@@ -117,7 +119,9 @@ fn manifests_tags_and_cas() {
     let dm = verify::digest_bytes(Algorithm::Sha256, &m);
     let summary = manifest::parse(common::OCI_MANIFEST, &m).unwrap();
     assert!(matches!(
-        s.put_manifest("r", &dm, &m, &summary, &["bad".into()]),
+        s.put_manifest("r", &dm, &m, &summary, &["bad".into()], &|_, _| {
+            TagTarget::Point(dm.clone())
+        }),
         Err(PutError::BlobUnknown(_))
     ));
     assert!(s
@@ -125,7 +129,9 @@ fn manifests_tags_and_cas() {
         .unwrap()
         .is_none());
 
-    assert!(s.delete_manifest("r", &d2).unwrap());
+    assert!(s
+        .delete_manifest("r", &d2, &|_, _| TagTarget::Keep)
+        .unwrap());
     assert_eq!(s.tags("r", None, 10).unwrap(), Vec::<String>::new());
 }
 
@@ -220,7 +226,9 @@ fn gc_removes_only_garbage_and_frees_disk() {
     let keep = put_image(&s, "r", "keep", 5).unwrap();
     let drop_me = put_image(&s, "r", "drop", 6).unwrap();
     let loose = put_blob(&s, "r", &bytes(7, 1 << 20));
-    assert!(s.delete_manifest("r", &drop_me).unwrap());
+    assert!(s
+        .delete_manifest("r", &drop_me, &|_, _| TagTarget::Keep)
+        .unwrap());
     assert!(s.unlink_blob("r", &loose).unwrap());
     let before = du(dir.path());
     let dry = s.gc(true).unwrap();
@@ -276,7 +284,8 @@ fn gc_is_safe_while_writers_push() {
                     let d = put_image(&s, &repo, &format!("t{i}"), w << 32 | i).unwrap();
                     // delete every other one so GC has work
                     if i % 2 == 0 {
-                        s.delete_manifest(&repo, &d).unwrap();
+                        s.delete_manifest(&repo, &d, &|_, _| TagTarget::Keep)
+                            .unwrap();
                     } else {
                         pushed.push((repo, format!("t{i}"), d));
                     }

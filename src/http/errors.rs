@@ -13,7 +13,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub detail: serde_json::Value,
+    pub detail: Box<serde_json::Value>,
     /// Extra headers (e.g. `Range` on a 416 for a chunk out of order).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -24,13 +24,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            detail: serde_json::Value::Null,
+            detail: Box::new(serde_json::Value::Null),
             headers: Vec::new(),
         }
     }
 
     pub fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
-        self.detail = detail;
+        self.detail = Box::new(detail);
         self
     }
 

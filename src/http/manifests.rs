@@ -8,8 +8,9 @@ use super::errors::{ApiError, ApiResult};
 use super::params::{self, header, Query};
 use super::{body, State};
 use crate::oci::name::{self, ReferenceError};
-use crate::oci::Reference;
+use crate::oci::{media, Kind, Platform, Reference};
 use crate::registry::Error;
+use serde_json::json;
 
 /// A tag that cannot exist is unknown when read (404) and invalid when pushed (400).
 fn reference(s: &str, pushing: bool) -> Result<Reference, ApiError> {
@@ -42,10 +43,42 @@ pub async fn dispatch(
 }
 
 fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> ApiResult {
-    let m = state
+    let mut m = state
         .store
         .manifest(repo, reference)?
         .ok_or_else(|| Error::ManifestUnknown(format!("{repo}:{reference}")))?;
+    let q = Query::of(req);
+    let asked = match q.get("platform") {
+        None => None,
+        Some(p) => Some(Platform::parse(p).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("'{p}' is not a platform (os/arch[/variant])"),
+            )
+        })?),
+    };
+    // A client that cannot read this index gets the child for its platform.
+    if m.summary.kind == Kind::Index
+        && (asked.is_some()
+            || (matches!(reference, Reference::Tag(_)) && !accepts(req, &m.summary.media_type)))
+    {
+        let child = state
+            .choose_child(repo, &m.summary, asked, header(req, "User-Agent"))
+            .map_err(|offered| {
+                ApiError::from(Error::ManifestUnknown(format!(
+                    "{repo}:{reference} has no manifest for the requested platform; it offers {}",
+                    offered.join(", ")
+                )))
+                .with_detail(json!({ "platforms": offered }))
+            })?
+            .digest
+            .clone();
+        m = state
+            .store
+            .manifest(repo, &Reference::Digest(child.clone()))?
+            .ok_or_else(|| Error::ManifestUnknown(child.to_string()))?;
+    }
     let mut r = HttpResponse::Ok();
     r.content_type(m.summary.media_type.as_str())
         .insert_header(("Docker-Content-Digest", m.digest.to_string()))
@@ -54,6 +87,19 @@ fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> A
         return Ok(r.body(body::HeadBody(m.bytes.len() as u64)));
     }
     Ok(r.body(m.bytes))
+}
+
+/// Does the request's `Accept` admit `media_type`? No header admits anything.
+fn accepts(req: &HttpRequest, media_type: &str) -> bool {
+    let mut values = req.headers().get_all("Accept").peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(media::essence)
+        .any(|t| t == media_type || t == "*/*" || t == "application/*")
 }
 
 async fn put(
@@ -96,6 +142,10 @@ async fn put(
     if let Some(s) = &pushed.subject {
         r.insert_header(("OCI-Subject", s.to_string()));
     }
+    // what each tag holds now: the pushed manifest, or a merged index
+    for (tag, d) in &pushed.tag_digests {
+        r.append_header(("Berth-Tag-Digest", format!("{tag}={d}")));
+    }
     if tagged_by_query {
         for t in &pushed.tags {
             r.append_header(("OCI-Tag", t.as_str()));
@@ -105,11 +155,11 @@ async fn put(
 }
 
 async fn delete(state: &State, repo: String, reference: Reference) -> ApiResult {
-    let store = state.store.clone();
+    let (reg, store) = (state.clone(), state.store.clone());
     let r = reference.clone();
     let found = web::block(move || match &r {
-        Reference::Digest(d) => store.delete_manifest(&repo, d),
-        Reference::Tag(t) => store.delete_tag(&repo, t),
+        Reference::Digest(d) => reg.delete_manifest(&repo, d),
+        Reference::Tag(t) => store.delete_tag(&repo, t).map_err(Error::from),
     })
     .await??;
     if !found {

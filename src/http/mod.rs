@@ -7,6 +7,7 @@ pub mod errors;
 pub mod lists;
 pub mod manifests;
 pub mod params;
+pub mod platforms;
 pub mod range;
 pub mod referrers;
 pub mod route;
@@ -55,6 +56,9 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
         Route::Blob { name, digest } if get_or_head => blobs::get(&req, &state, name, digest).await,
         Route::Blob { name, digest } if m == Method::DELETE => {
             blobs::delete(&state, name, digest).await
+        }
+        Route::Platforms { name, reference } if get_or_head => {
+            platforms::get(&state, name, reference)
         }
         Route::Manifest { name, reference } => {
             manifests::dispatch(req.clone(), payload, state, name, reference).await

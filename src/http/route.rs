@@ -26,6 +26,11 @@ pub enum Route<'a> {
         name: &'a str,
         digest: &'a str,
     },
+    /// `GET /v2/<name>/_berth/platforms/<reference>`: what a reference offers.
+    Platforms {
+        name: &'a str,
+        reference: &'a str,
+    },
     NotFound,
 }
 
@@ -60,6 +65,12 @@ pub fn parse(path: &str) -> Route<'_> {
     };
     if let Some(name) = head.strip_suffix("/blobs/uploads") {
         return Route::Upload { name, id: last };
+    }
+    if let Some(name) = head.strip_suffix("/_berth/platforms") {
+        return Route::Platforms {
+            name,
+            reference: last,
+        };
     }
     let Some((name, kind)) = head.rsplit_once('/') else {
         return Route::NotFound;
@@ -115,6 +126,13 @@ mod tests {
             Route::Referrers {
                 name: "a",
                 digest: "sha256:1"
+            }
+        );
+        assert_eq!(
+            parse("/v2/a/b/_berth/platforms/v1"),
+            Route::Platforms {
+                name: "a/b",
+                reference: "v1"
             }
         );
         assert_eq!(parse("/v2/a"), Route::NotFound);

@@ -44,9 +44,21 @@ pub struct Summary {
     pub subject: Option<Descriptor>,
     pub artifact_type: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
+    /// An image's platform, read from its config blob when it was pushed.
+    #[serde(default)]
+    pub platform: Option<Platform>,
 }
 
 impl Summary {
+    /// A runnable image: an image manifest whose config is an image config.
+    pub fn is_image(&self) -> bool {
+        self.kind == Kind::Image
+            && self
+                .config
+                .as_ref()
+                .is_some_and(|c| media::is_image_config(&c.media_type))
+    }
+
     /// Blobs the manifest references that the registry must hold.
     pub fn required_blobs(&self) -> impl Iterator<Item = &Descriptor> {
         self.config
@@ -147,6 +159,7 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Summary, ManifestError> 
                 subject: raw.subject,
                 artifact_type: raw.artifact_type,
                 annotations: raw.annotations,
+                platform: None,
             }
         }
         Kind::Index => Summary {
@@ -160,6 +173,7 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Summary, ManifestError> 
             subject: raw.subject,
             artifact_type: raw.artifact_type,
             annotations: raw.annotations,
+            platform: None,
         },
     };
     Ok(summary)

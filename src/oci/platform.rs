@@ -44,6 +44,24 @@ impl Platform {
         })
     }
 
+    /// The platform an image config states (its top-level `os`,
+    /// `architecture`, `variant`, `os.version`, `os.features`), exactly.
+    pub fn from_config(config: &[u8]) -> Option<Platform> {
+        let p: Platform = serde_json::from_slice(config).ok()?;
+        (!p.os.is_empty() && !p.architecture.is_empty()).then_some(p)
+    }
+
+    /// A key that orders platforms canonically (os, architecture, variant,
+    /// os.version), normalised so equal platforms sort together.
+    pub fn sort_key(&self) -> (String, String, String, String) {
+        (
+            self.os.clone(),
+            self.architecture.clone(),
+            self.normal_variant().unwrap_or("").to_string(),
+            self.os_version.clone().unwrap_or_default(),
+        )
+    }
+
     /// The variant compared after normalisation: arm64 without variant is v8,
     /// arm without variant is v7.
     fn normal_variant(&self) -> Option<&str> {
@@ -96,5 +114,17 @@ mod tests {
         assert!(Platform::parse("linux").is_none());
         assert!(Platform::parse("linux/amd64/v2/x").is_none());
         assert!(Platform::parse("linux//x").is_none());
+    }
+
+    #[test]
+    fn from_config_keeps_fields_exactly() {
+        let p = Platform::from_config(
+            br#"{"architecture":"arm","os":"linux","variant":"v6","os.features":["a"],"rootfs":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.variant.as_deref(), Some("v6"));
+        assert_eq!(p.os_features, Some(vec!["a".to_string()]));
+        assert!(Platform::from_config(br#"{"architecture":"","os":"linux"}"#).is_none());
+        assert!(Platform::from_config(b"[]").is_none());
     }
 }

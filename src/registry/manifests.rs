@@ -1,10 +1,15 @@
-//! Pushing manifests: parse, check the digest, check references, store.
+//! Pushing and deleting manifests: parse, check the digest, read the image's
+//! platform, store, and move tags by the repository's merge policy.
 
+use super::merge::{self, MergeMode};
 use super::{Error, Registry, Result};
 use crate::oci::manifest::{self, ManifestError};
-use crate::oci::{Algorithm, Digest, Reference};
-use crate::store::PutError;
+use crate::oci::{Algorithm, Digest, Platform, Reference, Summary};
+use crate::store::{PutError, TagTarget};
 use crate::verify;
+
+/// Config blobs larger than this are not read for a platform.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// What a manifest push did.
 #[derive(Clone, Debug)]
@@ -12,9 +17,45 @@ pub struct Pushed {
     pub digest: Digest,
     pub subject: Option<Digest>,
     pub tags: Vec<String>,
+    /// Each tag's digest after the push (an index when platforms merged).
+    pub tag_digests: Vec<(String, Digest)>,
+}
+
+/// The policy that applies to a repository.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub merge: MergeMode,
+    pub prefer: Vec<Platform>,
+    pub default_platform: Platform,
 }
 
 impl Registry {
+    pub fn policy(&self, repo: &str) -> Policy {
+        let cfg = &self.config;
+        let global = Platform::parse(&cfg.default_platform)
+            .unwrap_or_else(|| Platform::parse("linux/amd64").unwrap());
+        match cfg
+            .repositories
+            .iter()
+            .find(|r| crate::config::glob_match(&r.pattern, repo))
+        {
+            None => Policy {
+                merge: MergeMode::Platform,
+                prefer: Vec::new(),
+                default_platform: global,
+            },
+            Some(r) => Policy {
+                merge: r.merge,
+                prefer: r.prefer.iter().filter_map(|p| Platform::parse(p)).collect(),
+                default_platform: r
+                    .default_platform
+                    .as_deref()
+                    .and_then(Platform::parse)
+                    .unwrap_or(global),
+            },
+        }
+    }
+
     /// Store `bytes` as a manifest of `repo` under `reference`, also tagging
     /// it with `extra_tags` (`?tag=` on a push by digest).
     pub fn put_manifest(
@@ -25,7 +66,7 @@ impl Registry {
         bytes: &[u8],
         extra_tags: Vec<String>,
     ) -> Result<Pushed> {
-        let summary = manifest::parse(content_type, bytes).map_err(|e| match e {
+        let mut summary = manifest::parse(content_type, bytes).map_err(|e| match e {
             ManifestError::Schema1 | ManifestError::Json(_) | ManifestError::Invalid(_) => {
                 Error::ManifestInvalid(e.to_string())
             }
@@ -50,8 +91,19 @@ impl Registry {
                 tags.push(t);
             }
         }
-        self.store
-            .put_manifest(repo, &digest, bytes, &summary, &tags)
+        summary.platform = self.config_platform(repo, &summary);
+        let mode = self.policy(repo).merge;
+        let pushed = merge::Pushed {
+            digest: &digest,
+            size: bytes.len() as u64,
+            summary: &summary,
+        };
+        let policy = |_: &str, current: Option<&crate::store::TagCurrent>| {
+            merge::on_push(mode, &pushed, current)
+        };
+        let tag_digests = self
+            .store
+            .put_manifest(repo, &digest, bytes, &summary, &tags, &policy)
             .map_err(|e| match e {
                 PutError::BlobUnknown(d) => Error::ManifestBlobUnknown(d.to_string()),
                 PutError::ManifestUnknown(d) => {
@@ -63,6 +115,32 @@ impl Registry {
             digest,
             subject: summary.subject.map(|s| s.digest),
             tags,
+            tag_digests,
         })
+    }
+
+    /// The platform an image states in its config blob (read once, at push).
+    fn config_platform(&self, repo: &str, s: &Summary) -> Option<Platform> {
+        if !s.is_image() {
+            return None;
+        }
+        let c = s.config.as_ref()?;
+        let info = self.store.blob(repo, &c.digest).ok()??;
+        if info.size > MAX_CONFIG_BYTES {
+            return None;
+        }
+        let bytes = std::fs::read(&info.path).ok()?;
+        Platform::from_config(&bytes)
+    }
+
+    /// Delete a manifest from `repo`; indexes that tags point to lose its
+    /// entry (merge mode `platform`). Returns whether the repository held it.
+    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let mode = self.policy(repo).merge;
+        let prune = |current: &crate::store::TagCurrent, removed: &Digest| match mode {
+            MergeMode::Platform => merge::on_delete(current, removed),
+            MergeMode::Overwrite => TagTarget::Keep,
+        };
+        Ok(self.store.delete_manifest(repo, digest, &prune)?)
     }
 }

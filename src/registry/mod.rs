@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod manifests;
+pub mod merge;
+pub mod platforms;
 pub mod uploads;
 
 use std::sync::Arc;

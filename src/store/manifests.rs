@@ -27,10 +27,43 @@ pub enum PutError {
     Store(#[from] StoreError),
 }
 
+/// A tag's current target, as a tag policy sees it.
+#[derive(Clone, Debug)]
+pub struct TagCurrent {
+    pub digest: Digest,
+    pub summary: Summary,
+    pub bytes: Vec<u8>,
+    pub made_by_berth: bool,
+}
+
+/// A manifest Berth made (a merged index), to be stored with the tag move.
+#[derive(Clone, Debug)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+    pub summary: Summary,
+    /// Keep its entries in canonical order on later merges.
+    pub made_by_berth: bool,
+}
+
+/// Where a tag points after a change.
+#[derive(Clone, Debug)]
+pub enum TagTarget {
+    Point(Digest),
+    Keep,
+    Remove,
+    Index(Box<NewManifest>),
+}
+
+/// Decides a tag's new target from its current one, inside the write
+/// transaction (so the decision is a compare-and-swap).
+pub type TagPolicy<'a> = &'a dyn Fn(&str, Option<&TagCurrent>) -> TagTarget;
+
 impl Store {
-    /// Store a parsed, digest-checked manifest in `repo` and point `tags` at it,
-    /// in one transaction. Every blob and child it names must already be in
-    /// the repository.
+    /// Store a parsed, digest-checked manifest in `repo` and move `tags` as
+    /// `policy` decides (plain pushes: `TagTarget::Point(digest)`), in one
+    /// transaction. Every blob and child it names must already be in the
+    /// repository. Returns each tag's new digest.
     pub fn put_manifest(
         &self,
         repo: &str,
@@ -38,15 +71,9 @@ impl Store {
         bytes: &[u8],
         summary: &Summary,
         tags: &[String],
-    ) -> Result<(), PutError> {
-        let d = digest.to_string();
-        let in_file = bytes.len() > INLINE_MAX;
+        policy: TagPolicy<'_>,
+    ) -> Result<Vec<(String, Digest)>, PutError> {
         let _gate = self.gate();
-        if in_file && !self.files.manifest_path(digest).exists() {
-            self.files
-                .write_durable(&self.files.manifest_path(digest), bytes)
-                .map_err(StoreError::from)?;
-        }
         let mut tx = self.kv.write()?;
         for b in summary.required_blobs() {
             if !tx.contains(Table::RepoBlobs, &kv::key(&[repo, &b.digest.to_string()]))? {
@@ -61,11 +88,44 @@ impl Store {
                 return Err(PutError::ManifestUnknown(c.digest.clone()));
             }
         }
+        self.store_in(&mut tx, repo, digest, bytes, summary, false)?;
+        let mut moved = Vec::new();
+        for t in tags {
+            let current = self.tag_current_in(&tx, repo, t)?;
+            let target = policy(t, current.as_ref());
+            if let Some(d) = self.apply_in(&mut tx, repo, t, target)? {
+                moved.push((t.clone(), d));
+            } else if let Some(c) = current {
+                moved.push((t.clone(), c.digest));
+            }
+        }
+        touch_repo(&mut tx, repo)?;
+        tx.commit()?;
+        Ok(moved)
+    }
+
+    /// Record a manifest (if new) and link it into `repo`.
+    fn store_in(
+        &self,
+        tx: &mut WriteTx,
+        repo: &str,
+        digest: &Digest,
+        bytes: &[u8],
+        summary: &Summary,
+        made_by_berth: bool,
+    ) -> Result<(), StoreError> {
+        let d = digest.to_string();
         if !tx.contains(Table::Manifests, d.as_bytes())? {
+            let in_file = bytes.len() > INLINE_MAX;
+            if in_file && !self.files.manifest_path(digest).exists() {
+                self.files
+                    .write_durable(&self.files.manifest_path(digest), bytes)?;
+            }
             let rec = ManifestRecord {
                 size: bytes.len() as u64,
                 in_file,
                 summary: summary.clone(),
+                made_by_berth,
             };
             tx.insert(Table::Manifests, d.as_bytes(), &records::encode(&rec))?;
             if !in_file {
@@ -80,9 +140,6 @@ impl Store {
                 records::now().to_string().as_bytes(),
             )?;
         }
-        for t in tags {
-            tx.insert(Table::Tags, &kv::key(&[repo, t]), d.as_bytes())?;
-        }
         if let Some(s) = &summary.subject {
             tx.insert(
                 Table::Referrers,
@@ -90,9 +147,81 @@ impl Store {
                 b"",
             )?;
         }
-        touch_repo(&mut tx, repo)?;
-        tx.commit()?;
         Ok(())
+    }
+
+    fn tag_current_in(
+        &self,
+        tx: &WriteTx,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<TagCurrent>, StoreError> {
+        let Some(digest) = resolve_in(tx, repo, &Reference::Tag(tag.to_string()))? else {
+            return Ok(None);
+        };
+        let (rec, bytes) = self.load_in(tx, &digest)?;
+        Ok(Some(TagCurrent {
+            digest,
+            summary: rec.summary,
+            bytes,
+            made_by_berth: rec.made_by_berth,
+        }))
+    }
+
+    /// Move a tag; returns its new digest (None when removed or kept).
+    fn apply_in(
+        &self,
+        tx: &mut WriteTx,
+        repo: &str,
+        tag: &str,
+        target: TagTarget,
+    ) -> Result<Option<Digest>, StoreError> {
+        let k = kv::key(&[repo, tag]);
+        match target {
+            TagTarget::Keep => Ok(None),
+            TagTarget::Remove => {
+                tx.remove(Table::Tags, &k)?;
+                Ok(None)
+            }
+            TagTarget::Point(d) => {
+                tx.insert(Table::Tags, &k, d.to_string().as_bytes())?;
+                Ok(Some(d))
+            }
+            TagTarget::Index(m) => {
+                self.store_in(tx, repo, &m.digest, &m.bytes, &m.summary, m.made_by_berth)?;
+                tx.insert(Table::Tags, &k, m.digest.to_string().as_bytes())?;
+                Ok(Some(m.digest))
+            }
+        }
+    }
+
+    /// A manifest's record and bytes.
+    fn load_in(
+        &self,
+        tx: &impl Reader,
+        digest: &Digest,
+    ) -> Result<(ManifestRecord, Vec<u8>), StoreError> {
+        let d = digest.to_string();
+        let Some(rec) = manifest_record(tx, &d)? else {
+            return Err(StoreError::Corrupt(format!(
+                "manifest {d} is linked but has no record"
+            )));
+        };
+        let bytes = if rec.in_file {
+            std::fs::read(self.files.manifest_path(digest))
+                .map_err(|e| StoreError::Corrupt(format!("manifest {d}: file unreadable: {e}")))?
+        } else {
+            tx.get(Table::ManifestBytes, d.as_bytes())?
+                .ok_or_else(|| StoreError::Corrupt(format!("manifest {d}: bytes missing")))?
+        };
+        if bytes.len() as u64 != rec.size {
+            return Err(StoreError::Corrupt(format!(
+                "manifest {d}: {} bytes stored, record says {}",
+                bytes.len(),
+                rec.size
+            )));
+        }
+        Ok((rec, bytes))
     }
 
     /// The digest a reference names in `repo`, if the repository holds it.
@@ -110,26 +239,7 @@ impl Store {
         let Some(digest) = resolve_in(&tx, repo, reference)? else {
             return Ok(None);
         };
-        let d = digest.to_string();
-        let Some(rec) = manifest_record(&tx, &d)? else {
-            return Err(StoreError::Corrupt(format!(
-                "manifest {d} is linked but has no record"
-            )));
-        };
-        let bytes = if rec.in_file {
-            std::fs::read(self.files.manifest_path(&digest))
-                .map_err(|e| StoreError::Corrupt(format!("manifest {d}: file unreadable: {e}")))?
-        } else {
-            tx.get(Table::ManifestBytes, d.as_bytes())?
-                .ok_or_else(|| StoreError::Corrupt(format!("manifest {d}: bytes missing")))?
-        };
-        if bytes.len() as u64 != rec.size {
-            return Err(StoreError::Corrupt(format!(
-                "manifest {d}: {} bytes stored, record says {}",
-                bytes.len(),
-                rec.size
-            )));
-        }
+        let (rec, bytes) = self.load_in(&tx, &digest)?;
         Ok(Some(ManifestData {
             digest,
             bytes,
@@ -137,17 +247,36 @@ impl Store {
         }))
     }
 
-    /// Remove a manifest from `repo`, with the tags that point to it.
-    /// Returns whether the repository held it.
-    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    /// Remove a manifest from `repo`, with the tags that point to it. Tags
+    /// pointing to an index that lists it are moved as `prune` decides (given
+    /// the index and the digest removed). Returns whether the repository held it.
+    pub fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        prune: &dyn Fn(&TagCurrent, &Digest) -> TagTarget,
+    ) -> Result<bool, StoreError> {
         let d = digest.to_string();
+        let _gate = self.gate();
         let mut tx = self.kv.write()?;
         if !tx.remove(Table::RepoManifests, &kv::key(&[repo, &d]))? {
             return Ok(false);
         }
-        for (k, v) in tx.scan(Table::Tags, &kv::prefix(&[repo]), None, usize::MAX)? {
+        let p = kv::prefix(&[repo]);
+        for (k, v) in tx.scan(Table::Tags, &p, None, usize::MAX)? {
+            let tag = String::from_utf8_lossy(&k[p.len()..]).into_owned();
             if v == d.as_bytes() {
                 tx.remove(Table::Tags, &k)?;
+                continue;
+            }
+            let Some(current) = self.tag_current_in(&tx, repo, &tag)? else {
+                continue;
+            };
+            if is_index(&current.summary)
+                && current.summary.children.iter().any(|c| &c.digest == digest)
+            {
+                let target = prune(&current, digest);
+                self.apply_in(&mut tx, repo, &tag, target)?;
             }
         }
         if let Some(rec) = manifest_record(&tx, &d)? {

@@ -23,7 +23,7 @@ use kv::{Kv, Reader, Table};
 
 pub use blobs::BlobInfo;
 pub use gc::GcReport;
-pub use manifests::{ManifestData, PutError};
+pub use manifests::{ManifestData, NewManifest, PutError, TagCurrent, TagPolicy, TagTarget};
 pub use records::{BlobRecord, ManifestRecord, UploadRecord};
 
 /// The on-disk format version this build reads and writes.

@@ -19,6 +19,9 @@ pub struct ManifestRecord {
     /// True when the bytes live in a file instead of the `manifest_bytes` table.
     pub in_file: bool,
     pub summary: Summary,
+    /// An index Berth made by merging platforms (kept in canonical order).
+    #[serde(default)]
+    pub made_by_berth: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -51,6 +51,22 @@ impl Server {
         s
     }
 
+    /// A fresh server with a config file of `toml`.
+    pub fn start_with_config(toml: &str) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("berth.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let mut s = Server {
+            port: 0,
+            data: tmp.path().join("data"),
+            child: None,
+            _tmp: Some(tmp),
+            extra: vec![("--config".into(), cfg.display().to_string())],
+        };
+        s.spawn();
+        s
+    }
+
     /// A server on an existing data directory (kept by the caller).
     pub fn on(data: &Path) -> Server {
         let mut s = Server {
@@ -78,7 +94,11 @@ impl Server {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
         for (k, v) in &self.extra {
-            cmd.env(k, v);
+            if k.starts_with("--") {
+                cmd.args([k, v]);
+            } else {
+                cmd.env(k, v);
+            }
         }
         self.child = Some(cmd.spawn().expect("start berth"));
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -234,6 +254,13 @@ impl Client {
     pub fn new(server: &Server) -> Client {
         Client {
             base: server.url(""),
+            agent: ureq::AgentBuilder::new().redirects(0).build(),
+        }
+    }
+
+    pub fn from_base(base: &str) -> Client {
+        Client {
+            base: base.to_string(),
             agent: ureq::AgentBuilder::new().redirects(0).build(),
         }
     }

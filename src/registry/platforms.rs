@@ -1,0 +1,77 @@
+//! Platform-aware serving: which child of an index a client that cannot read
+//! indexes gets, and what a reference offers.
+
+use super::Registry;
+use crate::oci::{Descriptor, Platform, Summary};
+
+/// The `os/… arch/…` tokens Docker engines put in their User-Agent.
+pub fn platform_from_user_agent(ua: &str) -> Option<Platform> {
+    let mut os = None;
+    let mut arch = None;
+    for token in ua.split_whitespace() {
+        if let Some(v) = token.strip_prefix("os/") {
+            os = Some(v);
+        } else if let Some(v) = token.strip_prefix("arch/") {
+            arch = Some(v);
+        }
+    }
+    Platform::parse(&format!("{}/{}", os?, arch?))
+}
+
+/// The platforms an index's entries state.
+pub fn offered(index: &Summary) -> Vec<(Platform, &Descriptor)> {
+    index
+        .children
+        .iter()
+        .filter_map(|c| c.platform.clone().map(|p| (p, c)))
+        .collect()
+}
+
+impl Registry {
+    /// Choose the child of `index` for a client: `asked` (`?platform=`) if
+    /// given, else the User-Agent's platform, else the repository's
+    /// preference list, then its default platform. Err lists what is offered.
+    pub fn choose_child<'a>(
+        &self,
+        repo: &str,
+        index: &'a Summary,
+        asked: Option<Platform>,
+        user_agent: Option<&str>,
+    ) -> Result<&'a Descriptor, Vec<String>> {
+        let policy = self.policy(repo);
+        let candidates: Vec<Platform> = match (asked, user_agent.and_then(platform_from_user_agent))
+        {
+            (Some(p), _) | (None, Some(p)) => vec![p],
+            (None, None) => policy
+                .prefer
+                .into_iter()
+                .chain([policy.default_platform])
+                .collect(),
+        };
+        let offered = offered(index);
+        candidates
+            .iter()
+            .find_map(|want| {
+                offered
+                    .iter()
+                    .find(|(p, _)| p.same_as(want))
+                    .map(|(_, d)| *d)
+            })
+            .ok_or_else(|| offered.iter().map(|(p, _)| p.to_string()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agent_tokens() {
+        let ua = "docker/20.10.7 go/go1.13.15 git-commit/b0f5bc3 kernel/5.10 os/linux arch/arm64 UpstreamClient(Docker-Client/20.10.7 \\(linux\\))";
+        assert_eq!(
+            platform_from_user_agent(ua).unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert!(platform_from_user_agent("skopeo/1.9").is_none());
+    }
+}
