@@ -60,14 +60,10 @@ fn put_blob(dir: &Path, data: &[u8]) -> serde_json::Value {
     json!({"digest": d, "size": data.len()})
 }
 
-/// An OCI layout holding a two-platform index tagged `v1`; returns the
-/// index digest.
-fn make_layout(dir: &Path) -> String {
+/// Write one image for `arch`/`variant` into the layout at `dir`; returns
+/// its index entry.
+fn put_image(dir: &Path, i: usize, arch: &str, variant: Option<&str>) -> serde_json::Value {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    let mut entries = Vec::new();
-    for (i, (arch, variant)) in [("amd64", None), ("arm64", Some("v8"))]
-        .into_iter()
-        .enumerate()
     {
         let layer = put_blob(dir, &gzip_stored(&bytes(100 + i as u64, 4000)));
         let mut cfg = json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}});
@@ -83,8 +79,30 @@ fn make_layout(dir: &Path) -> String {
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"]}]
         });
         let md = put_blob(dir, &serde_json::to_vec(&m).unwrap());
-        entries.push(json!({"mediaType": common::OCI_MANIFEST, "digest": md["digest"], "size": md["size"], "platform": platform}));
+        json!({"mediaType": common::OCI_MANIFEST, "digest": md["digest"], "size": md["size"], "platform": platform})
     }
+}
+
+fn write_top(dir: &Path, entry: &serde_json::Value) {
+    let mut e = entry.clone();
+    e.as_object_mut().unwrap().remove("platform");
+    e["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [e]})).unwrap(),
+    )
+    .unwrap();
+}
+
+/// An OCI layout holding a two-platform index tagged `v1`; returns the
+/// index digest.
+fn make_layout(dir: &Path) -> String {
+    let entries: Vec<_> = [("amd64", None), ("arm64", Some("v8"))]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (arch, variant))| put_image(dir, i, arch, variant))
+        .collect();
     let idx = put_blob(
         dir,
         &serde_json::to_vec(
@@ -208,4 +226,109 @@ fn skopeo_round_trip_list_tags_and_delete() {
         &reference,
     ]);
     assert!(!ok, "deleted image still inspectable");
+}
+
+#[test]
+fn skopeo_pushes_of_separate_platforms_merge() {
+    if !have("skopeo") {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+            "skopeo is required"
+        );
+        eprintln!("skopeo not installed: client test not run");
+        return;
+    }
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap().to_string();
+    let reference = format!("docker://127.0.0.1:{}/edge/app:v1", s.port);
+    let platforms = [
+        ("amd64", None),
+        ("ppc64le", None),
+        ("arm64", Some("v8")),
+        ("arm", Some("v7")),
+    ];
+    let mut layouts = Vec::new();
+    for (i, (arch, variant)) in platforms.iter().enumerate() {
+        let dir = tmp.path().join(format!("l{i}"));
+        let entry = put_image(&dir, i, arch, *variant);
+        write_top(&dir, &entry);
+        layouts.push(dir);
+    }
+    let push = |dir: &Path| {
+        let (ok, log) = run(&[
+            "skopeo",
+            "copy",
+            "--policy",
+            &policy,
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", dir.display()),
+            &reference,
+        ]);
+        assert!(ok, "push {}: {log}", dir.display());
+    };
+    push(&layouts[0]);
+    push(&layouts[1]);
+    // two at the same time
+    std::thread::scope(|sc| {
+        sc.spawn(|| push(&layouts[2]));
+        sc.spawn(|| push(&layouts[3]));
+    });
+    let offered = common::Client::new(&s)
+        .get("/v2/edge/app/_berth/platforms/v1")
+        .json();
+    let mut got: Vec<_> = offered["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "linux/amd64",
+            "linux/arm/v7",
+            "linux/arm64/v8",
+            "linux/ppc64le"
+        ]
+    );
+
+    // a pull for arm64/v8 gets exactly the arm64 image's blobs
+    let out = tmp.path().join("arm64");
+    let (ok, log) = run(&[
+        "skopeo",
+        "copy",
+        "--policy",
+        &policy,
+        "--src-tls-verify=false",
+        "--override-arch",
+        "arm64",
+        "--override-variant",
+        "v8",
+        &reference,
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    assert!(ok, "arm64 pull: {log}");
+    assert_eq!(blob_names(&out), blob_names(&layouts[2]));
+    // --all gets the four images and the index
+    let all = tmp.path().join("all");
+    let (ok, log) = run(&[
+        "skopeo",
+        "copy",
+        "--all",
+        "--policy",
+        &policy,
+        "--src-tls-verify=false",
+        &reference,
+        &format!("oci:{}:v1", all.display()),
+    ]);
+    assert!(ok, "pull --all: {log}");
+    assert_eq!(blob_names(&all).len(), 4 * 3 + 1);
 }
