@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use berth::config::Config;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -42,6 +44,19 @@ enum Command {
         /// Report what would be removed without removing it.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// List the platforms a tag or digest offers (REPO:TAG or REPO@DIGEST).
+    Platforms {
+        /// Read a data directory (the server must be stopped).
+        #[arg(long, conflicts_with = "url")]
+        data_dir: Option<PathBuf>,
+        /// Ask a running server, e.g. http://127.0.0.1:5000.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        target: String,
     },
     /// Configuration helpers.
     Config {
@@ -130,6 +145,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Platforms {
+            data_dir,
+            url,
+            json,
+            target,
+        } => match cli::platforms::run(data_dir.as_deref(), url.as_deref(), &target, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(Some(&file)) {

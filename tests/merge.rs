@@ -347,8 +347,30 @@ fn merged_index_survives_kill9_and_gc_keeps_children() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
+    // the CLI reads what the tag offers from the stopped server's data dir
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["platforms", "--json", "--data-dir"])
+        .arg(&s.data)
+        .arg("k:t")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
     s.start_again();
     let c = Client::new(&s);
+    // ... and the same from the running server
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["platforms", "--json", "--url", &s.url(""), "k:t"])
+        .output()
+        .unwrap();
+    let online: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(offline, online);
+    assert_eq!(offline["platforms"].as_array().unwrap().len(), 2);
+    assert_eq!(online, c.get("/v2/k/_berth/platforms/t").json());
     let idx = get_all(&c, "/v2/k/manifests/t").json();
     assert_eq!(platforms_of(&idx), vec!["linux/amd64", "linux/arm64"]);
     for e in idx["manifests"].as_array().unwrap() {
@@ -379,25 +401,28 @@ const PLATFORMS: [&str; 8] = [
     "linux/386",
 ];
 
-/// Push the 8 platforms to `tag` from 8 threads at once; returns the tag's digest.
-fn concurrent_round(base: &Server, tag: &str) -> String {
-    let barrier = Arc::new(std::sync::Barrier::new(PLATFORMS.len()));
-    let threads: Vec<_> = PLATFORMS
+/// Push the platforms `which` (indexes into PLATFORMS) to `tag` from one
+/// thread each, all at once.
+fn push_concurrently(url: &str, tag: &str, which: &[usize]) {
+    let barrier = Arc::new(std::sync::Barrier::new(which.len()));
+    let threads: Vec<_> = which
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let (url, barrier, tag) = (base.url(""), barrier.clone(), tag.to_string());
-            let p = p.to_string();
+        .map(|&i| {
+            let (url, barrier, tag) = (url.to_string(), barrier.clone(), tag.to_string());
             std::thread::spawn(move || {
                 let c = Client::from_base(&url);
                 barrier.wait();
-                push(&c, "race", &tag, &p, false, 100 + i as u64);
+                push(&c, "race", &tag, PLATFORMS[i], false, 100 + i as u64);
             })
         })
         .collect();
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// Check `tag` lists all 8 platforms; returns its digest.
+fn all_eight(base: &Server, tag: &str) -> String {
     let c = Client::new(base);
     let r = get_all(&c, &format!("/v2/race/manifests/{tag}"));
     let mut got = platforms_of(&r.json());
@@ -406,6 +431,64 @@ fn concurrent_round(base: &Server, tag: &str) -> String {
     want.sort();
     assert_eq!(got, want, "a concurrent push was lost on {tag}");
     r.header("docker-content-digest").unwrap().to_string()
+}
+
+/// Push the 8 platforms to `tag` from 8 threads at once; returns the tag's digest.
+fn concurrent_round(base: &Server, tag: &str) -> String {
+    push_concurrently(&base.url(""), tag, &[0, 1, 2, 3, 4, 5, 6, 7]);
+    all_eight(base, tag)
+}
+
+/// Child-process side of `two_pusher_processes_and_kill9`: does nothing
+/// unless started by it.
+#[test]
+fn pusher_child() {
+    let (Ok(url), Ok(tag), Ok(which)) = (
+        std::env::var("BERTH_PUSHER_URL"),
+        std::env::var("BERTH_PUSHER_TAG"),
+        std::env::var("BERTH_PUSHER_PLATFORMS"),
+    ) else {
+        return;
+    };
+    let which: Vec<usize> = which.split(',').map(|i| i.parse().unwrap()).collect();
+    push_concurrently(&url, &tag, &which);
+}
+
+#[test]
+fn two_pusher_processes_and_kill9() {
+    let mut s = Server::start();
+    let mut first = None;
+    for round in 0..20 {
+        let tag = format!("p{round}");
+        let children: Vec<_> = ["0,2,4,6", "1,3,5,7"]
+            .iter()
+            .map(|which| {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "pusher_child", "--test-threads=1", "--quiet"])
+                    .env("BERTH_PUSHER_URL", s.url(""))
+                    .env("BERTH_PUSHER_TAG", &tag)
+                    .env("BERTH_PUSHER_PLATFORMS", which)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(
+                c.wait().unwrap().success(),
+                "a pusher process failed in round {round}"
+            );
+        }
+        let d = all_eight(&s, &tag);
+        assert_eq!(
+            first.get_or_insert(d.clone()),
+            &d,
+            "index digest differs in round {round}"
+        );
+        s.kill9();
+        s.start_again();
+        assert_eq!(all_eight(&s, &tag), d, "merged tag changed across kill -9");
+    }
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! Platform-aware serving: which child of an index a client that cannot read
 //! indexes gets, and what a reference offers.
 
+use serde_json::{json, Value};
+
 use super::Registry;
-use crate::oci::{Descriptor, Platform, Summary};
+use crate::oci::{Descriptor, Kind, Platform, Reference, Summary};
+use crate::store::{Store, StoreError};
 
 /// The `os/… arch/…` tokens Docker engines put in their User-Agent.
 pub fn platform_from_user_agent(ua: &str) -> Option<Platform> {
@@ -25,6 +28,38 @@ pub fn offered(index: &Summary) -> Vec<(Platform, &Descriptor)> {
         .iter()
         .filter_map(|c| c.platform.clone().map(|p| (p, c)))
         .collect()
+}
+
+/// What `repo:reference` offers: each platform with digest, media type and
+/// size (the body of `GET /v2/<name>/_berth/platforms/<reference>`).
+pub fn describe(
+    store: &Store,
+    repo: &str,
+    reference: &Reference,
+) -> Result<Option<Value>, StoreError> {
+    let Some(m) = store.manifest(repo, reference)? else {
+        return Ok(None);
+    };
+    let row = |p: &Platform, digest: &crate::oci::Digest, media_type: &str, size: u64| json!({"platform": p.to_string(), "detail": p, "digest": digest, "mediaType": media_type, "size": size});
+    let platforms: Vec<Value> = if m.summary.kind == Kind::Index {
+        offered(&m.summary)
+            .into_iter()
+            .map(|(p, d)| row(&p, &d.digest, &d.media_type, d.size))
+            .collect()
+    } else {
+        m.summary
+            .platform
+            .iter()
+            .map(|p| row(p, &m.digest, &m.summary.media_type, m.bytes.len() as u64))
+            .collect()
+    };
+    Ok(Some(json!({
+        "name": repo,
+        "reference": reference.to_string(),
+        "digest": m.digest,
+        "mediaType": m.summary.media_type,
+        "platforms": platforms,
+    })))
 }
 
 impl Registry {

@@ -39,7 +39,7 @@ pub enum StoreError {
     Corrupt(String),
     #[error("data directory has schema version {found}, this build understands {expected}; use a matching Berth release")]
     Schema { found: String, expected: u32 },
-    #[error("data directory {0} is in use by another Berth process")]
+    #[error("data directory {0} is in use by another Berth process (stop it, or use --url to ask the running server)")]
     Locked(String),
 }
 

@@ -1,0 +1,3 @@
+//! Subcommands of the `berth` binary other than `serve`.
+
+pub mod platforms;
