@@ -7,6 +7,7 @@ use std::path::Path;
 
 use berth::oci::{manifest, Algorithm, Reference};
 use berth::store::{Store, StoreOptions, TagTarget};
+use berth::verify::blocks::BlockHasher;
 use berth::verify::{self, Hasher};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -18,16 +19,19 @@ fn data(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Write `data` in 1 MiB pieces while hashing, fsync: what an upload does.
-fn stage(path: &Path, data: &[u8]) -> berth::oci::Digest {
+/// Write `data` in 1 MiB pieces while hashing (digest and block hashes),
+/// fsync: what an upload does.
+fn stage(path: &Path, data: &[u8]) -> (berth::oci::Digest, Vec<u8>) {
     let mut f = std::fs::File::create(path).unwrap();
     let mut h = Hasher::new(Algorithm::Sha256);
+    let mut b = BlockHasher::default();
     for c in data.chunks(MIB) {
         f.write_all(c).unwrap();
         h.update(c);
+        b.update(c);
     }
     f.sync_all().unwrap();
-    h.finish()
+    (h.finish(), b.finish())
 }
 
 fn blob_write(c: &mut Criterion) {
@@ -61,8 +65,8 @@ fn blob_write(c: &mut Criterion) {
                 let buf = &mut fresh;
                 buf[..4].copy_from_slice(&i.to_le_bytes()); // a new blob each time
                 let staged = s.files().upload_path(&berth::store::new_id());
-                let d = stage(&staged, buf);
-                s.commit_blob("bench", &staged, &d, buf.len() as u64)
+                let (d, blocks) = stage(&staged, buf);
+                s.commit_blob("bench", &staged, &d, buf.len() as u64, &blocks)
                     .unwrap();
             });
         });
@@ -76,8 +80,8 @@ fn blob_read(c: &mut Criterion) {
     let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     let buf = data(64 * MIB);
     let staged = s.files().upload_path("x");
-    let d = stage(&staged, &buf);
-    s.commit_blob("bench", &staged, &d, buf.len() as u64)
+    let (d, blocks) = stage(&staged, &buf);
+    s.commit_blob("bench", &staged, &d, buf.len() as u64, &blocks)
         .unwrap();
     g.throughput(Throughput::Bytes(buf.len() as u64));
     g.bench_function("64MiB_256KiB_reads", |b| {
@@ -96,8 +100,8 @@ fn manifests(c: &mut Criterion) {
     let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     let cfg = b"{}";
     let staged = s.files().upload_path("c");
-    let cd = stage(&staged, cfg);
-    s.commit_blob("r", &staged, &cd, 2).unwrap();
+    let (cd, blocks) = stage(&staged, cfg);
+    s.commit_blob("r", &staged, &cd, 2, &blocks).unwrap();
     let body = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
     );
@@ -128,8 +132,8 @@ fn gc(c: &mut Criterion) {
     let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     for i in 0..2000u32 {
         let staged = s.files().upload_path(&format!("g{i}"));
-        let d = stage(&staged, &i.to_le_bytes());
-        s.commit_blob("r", &staged, &d, 4).unwrap();
+        let (d, blocks) = stage(&staged, &i.to_le_bytes());
+        s.commit_blob("r", &staged, &d, 4, &blocks).unwrap();
     }
     let mut g = c.benchmark_group("gc");
     g.sample_size(10);

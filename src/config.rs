@@ -25,6 +25,7 @@ pub struct Config {
     pub default_platform: String,
     pub limits: Limits,
     pub uploads: Uploads,
+    pub verify: Verify,
     pub log: Log,
     /// Per-repository policies; the first whose pattern matches applies.
     pub repositories: Vec<RepoPolicy>,
@@ -107,6 +108,31 @@ pub struct Uploads {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct Verify {
+    /// Check each 1 MiB block of a blob against its blake3 hash as it is
+    /// served; a corrupt block ends the transfer and marks the blob damaged.
+    pub on_read: bool,
+    /// Re-verify the whole store every this many seconds (0 = never).
+    pub scrub_interval_secs: u64,
+    /// Read rate limit of a scrub while serving, MB/s (0 = unlimited).
+    pub scrub_rate_mb: u64,
+    /// Hashing threads of a scrub (0 = all cores).
+    pub threads: usize,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            on_read: true,
+            scrub_interval_secs: 0,
+            scrub_rate_mb: 200,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// `text` or `json`.
     pub format: String,
@@ -124,6 +150,7 @@ impl Default for Config {
             default_platform: "linux/amd64".into(),
             limits: Limits::default(),
             uploads: Uploads::default(),
+            verify: Verify::default(),
             log: Log::default(),
             repositories: Vec::new(),
         }

@@ -12,6 +12,7 @@ use berth::oci::{Algorithm, Digest, Reference};
 use berth::store::kv::{Kv, Table};
 use berth::store::{PutError, Store, StoreError, StoreOptions, TagTarget};
 use berth::verify;
+use berth::verify::blocks::BlockHasher;
 use common::{bytes, image_manifest};
 
 fn open(dir: &Path) -> Store {
@@ -23,8 +24,10 @@ fn put_blob(store: &Store, repo: &str, data: &[u8]) -> Digest {
     let d = verify::digest_bytes(Algorithm::Sha256, data);
     let staged = store.files().upload_path(&berth::store::new_id());
     std::fs::write(&staged, data).unwrap();
+    let mut blocks = BlockHasher::default();
+    blocks.update(data);
     store
-        .commit_blob(repo, &staged, &d, data.len() as u64)
+        .commit_blob(repo, &staged, &d, data.len() as u64, &blocks.finish())
         .unwrap();
     d
 }

@@ -16,6 +16,17 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
     let info = store
         .blob(repo, &digest)?
         .ok_or_else(|| Error::BlobUnknown(digest.to_string()))?;
+    // A damaged blob is unknown until a push repairs it: clients that check
+    // with HEAD before pushing then upload it again.
+    if store.is_damaged(&digest)? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            format!(
+                "blob {digest} failed verification on this registry; push it again to repair it"
+            ),
+        ));
+    }
     let file = store.open_blob(&digest, &info)?;
     let mut r = HttpResponse::Ok();
     r.insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -44,8 +55,30 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
     if req.method() == Method::HEAD {
         return Ok(r.body(body::HeadBody(len)));
     }
-    Ok(r.no_chunking(len)
-        .streaming(body::file_stream(file, start, len)))
+    let hashes = match state.config.verify.on_read {
+        true => store.blob_blocks(&digest)?,
+        false => None,
+    };
+    let Some(hashes) = hashes else {
+        return Ok(r
+            .no_chunking(len)
+            .streaming(body::file_stream(file, start, len)));
+    };
+    let (store, d) = (store.clone(), digest.clone());
+    let on_corrupt = Box::new(move |block: u64| {
+        tracing::error!(digest = %d, block, "corrupt blob block caught on read; transfer aborted, blob marked damaged");
+        let (store, d) = (store.clone(), d.clone());
+        std::thread::spawn(move || {
+            if let Err(e) =
+                store.mark_damaged(&d, &format!("block {block} failed verification on read"))
+            {
+                tracing::error!(error = %e, "could not mark blob damaged");
+            }
+        });
+    });
+    Ok(r.no_chunking(len).streaming(body::verified_stream(
+        file, info.size, start, len, hashes, on_corrupt,
+    )))
 }
 
 pub async fn delete(state: &State, name: &str, digest: &str) -> ApiResult {

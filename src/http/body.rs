@@ -43,6 +43,54 @@ pub fn file_stream(
     })
 }
 
+/// Stream `len` bytes from `start` of a blob of `size` bytes, reading whole
+/// 1 MiB blocks and checking each against its blake3 hash before any of it
+/// is sent. A mismatch calls `on_corrupt(block)` and ends the stream with an
+/// error, so the client sees a failed transfer, never a corrupt byte.
+pub fn verified_stream(
+    mut file: File,
+    size: u64,
+    start: u64,
+    len: u64,
+    hashes: Vec<u8>,
+    on_corrupt: Box<dyn Fn(u64) + Send>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    use crate::verify::blocks::{block_ok, BLOCK};
+    let mut pos = start;
+    let end = start + len;
+    let mut failed = false;
+    futures_util::stream::poll_fn(move |_| {
+        if pos >= end || failed {
+            return std::task::Poll::Ready(None);
+        }
+        let block = pos / BLOCK;
+        let block_start = block * BLOCK;
+        let block_len = BLOCK.min(size - block_start) as usize;
+        let mut buf = vec![0u8; block_len];
+        let read = file
+            .seek(SeekFrom::Start(block_start))
+            .and_then(|_| file.read_exact(&mut buf));
+        if let Err(e) = read {
+            failed = true;
+            return std::task::Poll::Ready(Some(Err(e)));
+        }
+        if !block_ok(&hashes, block, &buf) {
+            failed = true;
+            on_corrupt(block);
+            return std::task::Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("block {block} failed verification"),
+            ))));
+        }
+        let from = (pos - block_start) as usize;
+        let to = ((end - block_start) as usize).min(block_len);
+        pos = block_start + to as u64;
+        let mut out = Bytes::from(buf);
+        out.truncate(to);
+        std::task::Poll::Ready(Some(Ok(out.slice(from..))))
+    })
+}
+
 /// Read a whole (small) request body, refusing more than `limit` bytes.
 pub async fn read_limited(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::{Error, Registry, Result};
 use crate::oci::{Algorithm, Digest};
-use crate::verify::{self, Hasher};
+use crate::verify::blocks::BlockHasher;
+use crate::verify::Hasher;
 
 pub struct Session {
     pub id: String,
@@ -20,6 +21,8 @@ pub struct Session {
     pub offset: u64,
     /// Hash of bytes `0..offset`; None until rebuilt after a restart.
     hasher: Option<Hasher>,
+    /// Per-block hashes of bytes `0..offset`; None after a restart.
+    blocks: Option<BlockHasher>,
     pub last_active: Instant,
     /// Set once the session is finished or cancelled.
     closed: bool,
@@ -32,6 +35,9 @@ impl Session {
         if let Some(h) = &mut self.hasher {
             h.update(data);
         }
+        if let Some(b) = &mut self.blocks {
+            b.update(data);
+        }
         self.offset += data.len() as u64;
         self.last_active = Instant::now();
         Ok(())
@@ -41,16 +47,30 @@ impl Session {
         self.closed
     }
 
-    /// Digest of everything received, with `alg`.
-    fn digest(&mut self, alg: Algorithm) -> std::io::Result<Digest> {
-        if let Some(h) = &self.hasher {
-            if h.algorithm() == alg {
-                return Ok(h.clone().finish());
+    /// Digest (with `alg`) and block hashes of everything received. Bytes
+    /// hashed on the way in are not read again, unless the session was
+    /// rebuilt after a restart or the client chose another algorithm.
+    fn digest(&mut self, alg: Algorithm) -> std::io::Result<(Digest, Vec<u8>)> {
+        match (&self.hasher, &self.blocks) {
+            (Some(h), Some(b)) if h.algorithm() == alg => {
+                Ok((h.clone().finish(), b.clone().finish()))
+            }
+            _ => {
+                self.file.seek(SeekFrom::Start(0))?;
+                let mut h = Hasher::new(alg);
+                let mut b = BlockHasher::default();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = std::io::Read::read(&mut self.file, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                    b.update(&buf[..n]);
+                }
+                Ok((h.finish(), b.finish()))
             }
         }
-        self.file.seek(SeekFrom::Start(0))?;
-        let (d, _) = verify::digest_reader(alg, &mut self.file)?;
-        Ok(d)
     }
 }
 
@@ -79,6 +99,7 @@ impl Registry {
             file,
             offset: 0,
             hasher: Some(Hasher::new(alg)),
+            blocks: Some(BlockHasher::default()),
             last_active: Instant::now(),
             closed: false,
         };
@@ -112,6 +133,7 @@ impl Registry {
             file,
             offset,
             hasher: None,
+            blocks: None,
             last_active: Instant::now(),
             closed: false,
         };
@@ -127,7 +149,7 @@ impl Registry {
     /// of a rebuilt session, fsync, commit). The session is gone afterwards
     /// either way, except on a store failure.
     pub fn finish_upload(&self, s: &mut Session, expected: &Digest) -> Result<()> {
-        let got = s.digest(expected.algorithm())?;
+        let (got, blocks) = s.digest(expected.algorithm())?;
         if &got != expected {
             self.close_session(s)?;
             return Err(Error::DigestInvalid(format!(
@@ -136,7 +158,8 @@ impl Registry {
         }
         s.file.sync_all()?;
         let path = self.store.files().upload_path(&s.id);
-        self.store.commit_blob(&s.repo, &path, expected, s.offset)?;
+        self.store
+            .commit_blob(&s.repo, &path, expected, s.offset, &blocks)?;
         self.close_session(s)
     }
 

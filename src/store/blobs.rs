@@ -48,21 +48,24 @@ impl Store {
         Ok(f)
     }
 
-    /// Make a verified, fsynced staged file the blob `digest` of `repo`.
-    /// The staged file is consumed (moved into place, or removed when the
-    /// store already holds the blob).
+    /// Make a verified, fsynced staged file the blob `digest` of `repo`,
+    /// with the blake3 hash of each of its blocks. The staged file is
+    /// consumed (moved into place, or removed when the store already holds
+    /// the blob intact). A blob marked damaged is repaired by this.
     pub fn commit_blob(
         &self,
         repo: &str,
         staged: &Path,
         digest: &Digest,
         size: u64,
+        blocks: &[u8],
     ) -> Result<(), StoreError> {
         let d = digest.to_string();
         let _gate = self.gate();
         let mut tx = self.kv.write()?;
+        let damaged = tx.contains(Table::Damaged, d.as_bytes())?;
         match blob_record(&tx, &d)? {
-            Some(r) if r.size == size && self.files.blob_path(digest).exists() => {
+            Some(r) if r.size == size && !damaged && self.files.blob_path(digest).exists() => {
                 files::remove_if_exists(staged)?;
             }
             _ => {
@@ -72,6 +75,11 @@ impl Store {
                     created: records::now(),
                 };
                 tx.insert(Table::Blobs, d.as_bytes(), &records::encode(&rec))?;
+                tx.insert(Table::BlobBlocks, d.as_bytes(), blocks)?;
+                if damaged {
+                    tx.remove(Table::Damaged, d.as_bytes())?;
+                    tracing::info!(digest = %d, "damaged blob repaired by a new upload");
+                }
             }
         }
         tx.insert(Table::RepoBlobs, &kv::key(&[repo, &d]), b"")?;
@@ -90,7 +98,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let d = digest.to_string();
         let mut tx = self.kv.write()?;
-        if blob_record(&tx, &d)?.is_none() {
+        if blob_record(&tx, &d)?.is_none() || tx.contains(Table::Damaged, d.as_bytes())? {
             return Ok(false);
         }
         if let Some(from) = from {
@@ -130,6 +138,47 @@ pub(crate) fn blob_record(
 }
 
 impl Store {
+    /// The per-block hashes of a blob (None for blobs stored without them).
+    pub fn blob_blocks(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        self.kv
+            .read()?
+            .get(Table::BlobBlocks, digest.to_string().as_bytes())
+    }
+
+    /// Record that a blob was found corrupt; a re-push of it repairs it.
+    pub fn mark_damaged(&self, digest: &Digest, why: &str) -> Result<(), StoreError> {
+        let mut tx = self.kv.write()?;
+        tx.insert(
+            Table::Damaged,
+            digest.to_string().as_bytes(),
+            why.as_bytes(),
+        )?;
+        tx.commit()
+    }
+
+    pub fn is_damaged(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.kv
+            .read()?
+            .contains(Table::Damaged, digest.to_string().as_bytes())
+    }
+
+    /// Blobs marked damaged, with the reason.
+    pub fn damaged(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .kv
+            .read()?
+            .scan(Table::Damaged, b"", None, usize::MAX)?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect())
+    }
+
     /// Re-hash a blob's file and compare with its digest and recorded size.
     pub fn check_blob(&self, digest: &Digest) -> Result<(), StoreError> {
         let rec = self

@@ -91,6 +91,8 @@ impl Store {
             }
             if !dry_run {
                 tx.remove(Table::Blobs, d.as_bytes())?;
+                tx.remove(Table::BlobBlocks, d.as_bytes())?;
+                tx.remove(Table::Damaged, d.as_bytes())?;
             }
         }
         let mut dead_manifests = Vec::new();

@@ -34,10 +34,14 @@ pub enum Table {
     Uploads,
     /// repo -> () : repositories with any content.
     Repos,
+    /// digest -> blake3 of each 1 MiB block, checked as the blob is served.
+    BlobBlocks,
+    /// digest -> why : blobs found corrupt, to be repaired by a re-push.
+    Damaged,
 }
 
 impl Table {
-    const ALL: [Table; 10] = [
+    const ALL: [Table; 12] = [
         Table::Meta,
         Table::Blobs,
         Table::Manifests,
@@ -48,6 +52,8 @@ impl Table {
         Table::Referrers,
         Table::Uploads,
         Table::Repos,
+        Table::BlobBlocks,
+        Table::Damaged,
     ];
 
     fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -62,6 +68,8 @@ impl Table {
             Table::Referrers => "referrers",
             Table::Uploads => "uploads",
             Table::Repos => "repos",
+            Table::BlobBlocks => "blob_blocks",
+            Table::Damaged => "damaged",
         })
     }
 }

@@ -4,6 +4,8 @@
 //! (measured within 3% of ring/aws-lc-rs/openssl on SHA-NI hardware) and the
 //! `blake3` crate.
 
+pub mod blocks;
+
 use std::io::Read;
 
 use sha2::Digest as _;
