@@ -58,10 +58,45 @@ enum Command {
         json: bool,
         target: String,
     },
+    /// Re-verify every blob and manifest of a data directory (server stopped);
+    /// exits 1 when anything is corrupt or dangling.
+    Verify {
+        #[arg(long, default_value = "berth-data")]
+        data_dir: PathBuf,
+        /// Only what this repository holds.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Hashing threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks of this machine.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Digest throughput: sha256, sha512, blake3, single and parallel.
+    Digest {
+        /// Buffer size (e.g. 64M).
+        #[arg(long, default_value = "64M")]
+        size: String,
+        /// Threads for the parallel modes (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -145,6 +180,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Verify {
+            data_dir,
+            repo,
+            threads,
+            json,
+        } => match cli::verify::run(&data_dir, repo, threads, json) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Bench {
+            command:
+                BenchCommand::Digest {
+                    size,
+                    threads,
+                    json,
+                },
+        } => match cli::bench::parse_size(&size).and_then(|n| cli::bench::run(n, threads, json)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Platforms {
             data_dir,
             url,

@@ -1,3 +1,5 @@
 //! Subcommands of the `berth` binary other than `serve`.
 
+pub mod bench;
 pub mod platforms;
+pub mod verify;

@@ -196,7 +196,7 @@ impl Store {
     }
 
     /// A manifest's record and bytes.
-    fn load_in(
+    pub(crate) fn load_in(
         &self,
         tx: &impl Reader,
         digest: &Digest,

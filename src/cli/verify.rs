@@ -1,0 +1,99 @@
+//! `berth verify`: scrub a stopped server's data directory.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use berth::store::scrub::{ScrubOptions, ScrubReport};
+use berth::store::{Store, StoreOptions};
+
+/// Returns the exit code: 0 clean, 1 corrupt or dangling content found.
+pub fn run(
+    data_dir: &Path,
+    repo: Option<String>,
+    threads: usize,
+    json: bool,
+) -> Result<u8, String> {
+    let store = Store::open(data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let total = store_bytes(data_dir);
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let progress = bar
+        .clone()
+        .map(|b| Box::new(move |n: u64| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>);
+    let report = store
+        .scrub(&ScrubOptions {
+            threads,
+            repo,
+            progress,
+            ..ScrubOptions::default()
+        })
+        .map_err(|e| e.to_string())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+    } else {
+        print_human(&report);
+    }
+    Ok(if report.clean() { 0 } else { 1 })
+}
+
+fn print_human(r: &ScrubReport) {
+    println!(
+        "checked {} blobs ({:.2} GB) and {} manifests in {:.2}s: {:.2} GB/s on {} threads",
+        r.blobs_checked,
+        r.bytes as f64 / 1e9,
+        r.manifests_checked,
+        r.seconds,
+        r.gb_per_s,
+        r.threads
+    );
+    for c in &r.corrupt {
+        println!(
+            "CORRUPT {} {}: {} (repositories: {}; tags: {})",
+            c.kind,
+            c.digest,
+            c.reason,
+            c.repositories.join(", "),
+            c.tags.join(", ")
+        );
+    }
+    for d in &r.dangling {
+        println!(
+            "DANGLING {}: {} refers to missing {}",
+            d.repository, d.reference, d.missing
+        );
+    }
+    if r.clean() {
+        println!("store is clean");
+    }
+}
+
+fn store_bytes(dir: &Path) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&dir.join("blobs"))
+}
