@@ -155,7 +155,7 @@ impl Store {
         let done = AtomicU64::new(0);
         let corrupt_blobs: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
         // Largest first, so the pool is not left waiting on one big blob.
-        blobs.sort_by(|a, b| b.1.cmp(&a.1));
+        blobs.sort_by_key(|b| std::cmp::Reverse(b.1));
         pool.install(|| {
             blobs.par_iter().for_each(|(d, size)| {
                 let result =
