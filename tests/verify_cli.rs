@@ -87,7 +87,7 @@ fn dangling_references_are_reported() {
     assert!(
         dangling
             .iter()
-            .any(|d| d["reference"] == Value::from(m.clone())
+            .any(|d| d["reference"] == m.as_str()
                 && d["missing"].as_str().unwrap().starts_with("blob ")),
         "{r}"
     );
