@@ -103,3 +103,29 @@ fn verification_can_be_switched_off() {
     // served as stored: the operator chose speed over the check
     assert_eq!(c.get(&format!("/v2/r/blobs/{d}")).body, raw);
 }
+
+#[test]
+fn online_and_scheduled_scrub() {
+    let s = Server::start_with_env(&[("BERTH_VERIFY_SCRUB_INTERVAL_SECS", "1")]);
+    let c = Client::new(&s);
+    let d = c.push_blob("r", &bytes(33, 300_000));
+    let r = c.req("POST", "/_berth/scrub", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["corrupt"], serde_json::json!([]));
+    let path = blob_path(&s, &d);
+    let mut raw = std::fs::read(&path).unwrap();
+    raw[99] ^= 1;
+    std::fs::write(&path, &raw).unwrap();
+    // the scheduled scrub finds it without any client reading the blob
+    let mut found = false;
+    for _ in 0..60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let last = c.get("/_berth/scrub");
+        if last.status == 200 && last.json()["corrupt"][0]["digest"] == serde_json::json!(d) {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "scheduled scrub did not report the corrupt blob");
+    assert_eq!(c.head(&format!("/v2/r/blobs/{d}")).status, 404);
+}

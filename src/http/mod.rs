@@ -1,6 +1,7 @@
 //! The HTTP face of Berth (actix-web): translates requests into registry
 //! operations and errors into OCI error bodies. No business logic lives here.
 
+pub mod admin;
 pub mod blobs;
 pub mod body;
 pub mod errors;
@@ -33,7 +34,8 @@ pub type State = web::Data<Registry>;
 
 /// Register Berth's routes on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v2").to(dispatch))
+    cfg.configure(admin::configure)
+        .service(web::resource("/v2").to(dispatch))
         .service(web::resource("/v2/{tail:.*}").to(dispatch))
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found())
@@ -117,6 +119,7 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     .map_err(|e| std::io::Error::other(e.to_string()))?;
     let registry = web::Data::new(Registry::new(Arc::new(store), config.clone()));
     spawn_upload_expiry(registry.clone());
+    admin::spawn_scheduled(registry.clone());
     let workers = match config.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())

@@ -20,6 +20,9 @@ pub struct Registry {
     pub store: Arc<Store>,
     pub config: Config,
     pub sessions: Sessions,
+    /// Set while a scrub runs (one at a time).
+    pub scrubbing: std::sync::atomic::AtomicBool,
+    pub last_scrub: std::sync::Mutex<Option<crate::store::scrub::ScrubReport>>,
 }
 
 impl Registry {
@@ -28,6 +31,8 @@ impl Registry {
             store,
             config,
             sessions: Sessions::default(),
+            scrubbing: Default::default(),
+            last_scrub: Default::default(),
         }
     }
 

@@ -1,0 +1,99 @@
+//! Operator endpoints outside `/v2`: `POST /_berth/scrub` re-verifies the
+//! whole store now (rate-limited, low CPU priority) and answers the report;
+//! `GET /_berth/scrub` answers the last report (scheduled or on demand).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+
+use super::errors::{ApiError, ApiResult};
+use super::State;
+use crate::store::scrub::{ScrubOptions, ScrubReport};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/_berth/scrub")
+            .route(web::post().to(run_now))
+            .route(web::get().to(last)),
+    );
+}
+
+async fn run_now(state: State) -> ApiResult {
+    let report = scrub(&state).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+async fn last(state: State) -> ApiResult {
+    let last = state
+        .last_scrub
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match last {
+        Some(r) => Ok(HttpResponse::Ok().json(r)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            "no scrub has run yet",
+        )),
+    }
+}
+
+/// One online scrub; refused while another runs.
+pub async fn scrub(state: &State) -> Result<ScrubReport, ApiError> {
+    if state.scrubbing.swap(true, Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            "a scrub is already running",
+        ));
+    }
+    let reg = state.clone();
+    let result = web::block(move || {
+        let v = &reg.config.verify;
+        reg.store.scrub(&ScrubOptions {
+            threads: v.threads,
+            rate_mb: v.scrub_rate_mb,
+            low_priority: true,
+            ..ScrubOptions::default()
+        })
+    })
+    .await;
+    state.scrubbing.store(false, Ordering::SeqCst);
+    let report = result??;
+    if report.clean() {
+        tracing::info!(
+            blobs = report.blobs_checked,
+            gb_per_s = report.gb_per_s,
+            "scrub: store is clean"
+        );
+    } else {
+        tracing::error!(
+            corrupt = report.corrupt.len(),
+            dangling = report.dangling.len(),
+            "scrub found damage; corrupt blobs are no longer served"
+        );
+    }
+    *state.last_scrub.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+    Ok(report)
+}
+
+/// Scrub every `verify.scrub_interval_secs` (0 = never).
+pub fn spawn_scheduled(state: State) {
+    let every = state.config.verify.scrub_interval_secs;
+    if every == 0 {
+        return;
+    }
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(every));
+        tick.tick().await; // not at startup
+        loop {
+            tick.tick().await;
+            if let Err(e) = scrub(&state).await {
+                tracing::warn!(error = %e, "scheduled scrub did not run");
+            }
+        }
+    });
+}
