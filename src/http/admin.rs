@@ -17,7 +17,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/_berth/scrub")
             .route(web::post().to(run_now))
             .route(web::get().to(last)),
-    );
+    )
+    .route("/metrics", web::get().to(metrics))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz));
+}
+
+/// Prometheus text format.
+async fn metrics(state: State) -> ApiResult {
+    let reg = state.clone();
+    let figures = web::block(move || reg.store.figures()).await??;
+    let body = state.metrics.render(&figures, state.sessions.len());
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body))
+}
+
+/// The process is alive.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// The store is open and accepts a durable write.
+async fn readyz(state: State) -> ApiResult {
+    let reg = state.clone();
+    match web::block(move || reg.store.check_writable()).await? {
+        Ok(()) => Ok(HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n")),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNKNOWN",
+            format!("store not writable: {e}"),
+        )),
+    }
 }
 
 async fn run_now(state: State) -> ApiResult {
@@ -76,6 +109,12 @@ pub async fn scrub(state: &State) -> Result<ScrubReport, ApiError> {
             "scrub found damage; corrupt blobs are no longer served"
         );
     }
+    state.metrics.scrubs.inc();
+    state.metrics.scrub_bytes.inc_by(report.bytes);
+    state
+        .metrics
+        .scrub_corrupt
+        .set((report.corrupt.len() + report.dangling.len()) as i64);
     *state.last_scrub.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     Ok(report)
 }

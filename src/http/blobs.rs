@@ -64,8 +64,9 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
             .no_chunking(len)
             .streaming(body::file_stream(file, start, len)));
     };
-    let (store, d) = (store.clone(), digest.clone());
+    let (store, d, reg) = (store.clone(), digest.clone(), state.clone());
     let on_corrupt = Box::new(move |block: u64| {
+        reg.metrics.corrupt_reads.inc();
         tracing::error!(digest = %d, block, "corrupt blob block caught on read; transfer aborted, blob marked damaged");
         let (store, d) = (store.clone(), d.clone());
         std::thread::spawn(move || {

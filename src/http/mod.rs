@@ -96,6 +96,17 @@ async fn log_request(
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
     };
+    let route = route_label(&path);
+    if let Some(state) = res.request().app_data::<State>() {
+        state.metrics.observe_request(
+            route,
+            method.as_str(),
+            res.status().as_u16(),
+            start.elapsed().as_secs_f64(),
+            bytes_in,
+            bytes_out,
+        );
+    }
     tracing::info!(
         method = %method,
         path = %path,
@@ -106,6 +117,25 @@ async fn log_request(
         "request"
     );
     Ok(res)
+}
+
+/// A bounded label for metrics: the kind of endpoint, never a name.
+fn route_label(path: &str) -> &'static str {
+    match route::parse(path) {
+        Route::Base => "base",
+        Route::Catalog => "catalog",
+        Route::Tags { .. } => "tags",
+        Route::Manifest { .. } => "manifests",
+        Route::Blob { .. } => "blobs",
+        Route::Upload { .. } => "uploads",
+        Route::Referrers { .. } => "referrers",
+        Route::Platforms { .. } => "platforms",
+        Route::NotFound => match path {
+            "/metrics" | "/healthz" | "/readyz" => "ops",
+            p if p.starts_with("/_berth/") => "admin",
+            _ => "other",
+        },
+    }
 }
 
 /// Open the store and serve until stopped.

@@ -99,7 +99,11 @@ impl Registry {
             summary: &summary,
         };
         let policy = |_: &str, current: Option<&crate::store::TagCurrent>| {
-            merge::on_push(mode, &pushed, current)
+            let target = merge::on_push(mode, &pushed, current);
+            if matches!(target, TagTarget::Index(_)) {
+                self.metrics.merges.inc();
+            }
+            target
         };
         let tag_digests = self
             .store

@@ -23,6 +23,7 @@ pub struct Registry {
     /// Set while a scrub runs (one at a time).
     pub scrubbing: std::sync::atomic::AtomicBool,
     pub last_scrub: std::sync::Mutex<Option<crate::store::scrub::ScrubReport>>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Registry {
@@ -33,6 +34,7 @@ impl Registry {
             sessions: Sessions::default(),
             scrubbing: Default::default(),
             last_scrub: Default::default(),
+            metrics: Default::default(),
         }
     }
 

@@ -83,6 +83,15 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Sessions open in memory.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, SessionRef)>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }

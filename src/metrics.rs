@@ -1,0 +1,189 @@
+//! Prometheus metrics (text format at `/metrics`), every name `berth_...`.
+//! Request metrics are recorded by the HTTP layer; store figures are read
+//! when scraped.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<Labels, Counter>,
+    pub latency: Family<Labels, Histogram>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub uploads_in_flight: Gauge,
+    pub merges: Counter,
+    pub corrupt_reads: Counter,
+    pub scrubs: Counter,
+    pub scrub_corrupt: Gauge,
+    pub scrub_bytes: Counter,
+    pub gc_runs: Counter,
+    pub gc_reclaimed_bytes: Counter,
+    store: [Gauge; 6],
+}
+
+/// Store figures set at scrape time.
+pub struct StoreFigures {
+    pub repositories: u64,
+    pub manifests: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub dedupe_saved_bytes: u64,
+    pub db_bytes: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        let bytes_in = Counter::default();
+        registry.register(
+            "http_received_bytes",
+            "request body bytes announced by clients",
+            bytes_in.clone(),
+        );
+        let bytes_out = Counter::default();
+        registry.register(
+            "http_sent_bytes",
+            "response body bytes of sized responses",
+            bytes_out.clone(),
+        );
+        let uploads_in_flight = Gauge::default();
+        registry.register(
+            "uploads_in_flight",
+            "open upload sessions in memory",
+            uploads_in_flight.clone(),
+        );
+        let merges = Counter::default();
+        registry.register(
+            "merges",
+            "indexes made by multi-arch merges",
+            merges.clone(),
+        );
+        let corrupt_reads = Counter::default();
+        registry.register(
+            "blob_corrupt_reads",
+            "blob blocks that failed verification on read",
+            corrupt_reads.clone(),
+        );
+        let scrubs = Counter::default();
+        registry.register("scrub_runs", "scrubs run while serving", scrubs.clone());
+        let scrub_corrupt = Gauge::default();
+        registry.register(
+            "scrub_corrupt_items",
+            "corrupt or dangling items the last scrub found",
+            scrub_corrupt.clone(),
+        );
+        let scrub_bytes = Counter::default();
+        registry.register(
+            "scrub_bytes",
+            "bytes re-hashed by scrubs",
+            scrub_bytes.clone(),
+        );
+        let gc_runs = Counter::default();
+        registry.register(
+            "gc_runs",
+            "garbage collections while serving",
+            gc_runs.clone(),
+        );
+        let gc_reclaimed_bytes = Counter::default();
+        registry.register(
+            "gc_reclaimed_bytes",
+            "bytes reclaimed by garbage collection",
+            gc_reclaimed_bytes.clone(),
+        );
+        let store: [Gauge; 6] = Default::default();
+        let names = [
+            ("store_repositories", "repositories with content"),
+            ("store_manifests", "manifests stored"),
+            ("store_blobs", "blobs stored (each once)"),
+            ("store_blob_bytes", "bytes of blobs stored"),
+            (
+                "store_dedupe_saved_bytes",
+                "bytes that repositories share instead of storing twice",
+            ),
+            ("store_db_bytes", "size of the metadata database file"),
+        ];
+        for (g, (n, h)) in store.iter().zip(names) {
+            registry.register(n, h, g.clone());
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            uploads_in_flight,
+            merges,
+            corrupt_reads,
+            scrubs,
+            scrub_corrupt,
+            scrub_bytes,
+            gc_runs,
+            gc_reclaimed_bytes,
+            store,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        seconds: f64,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let labels = vec![
+            ("route".to_string(), route.to_string()),
+            ("method".to_string(), method.to_string()),
+            ("status".to_string(), status.to_string()),
+        ];
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&vec![("route".to_string(), route.to_string())])
+            .observe(seconds);
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
+    }
+
+    /// The text exposition, with store figures as of now.
+    pub fn render(&self, store: &StoreFigures, uploads: usize) -> String {
+        let values = [
+            store.repositories,
+            store.manifests,
+            store.blobs,
+            store.blob_bytes,
+            store.dedupe_saved_bytes,
+            store.db_bytes,
+        ];
+        for (g, v) in self.store.iter().zip(values) {
+            g.set(v as i64);
+        }
+        self.uploads_in_flight.set(uploads as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

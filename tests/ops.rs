@@ -1,0 +1,87 @@
+//! Operator endpoints: /healthz, /readyz, and /metrics in the Prometheus
+//! text format, parsed by a Prometheus parser, with counters that move.
+
+mod common;
+
+use common::{Client, Server};
+
+fn scrape(c: &Client) -> prometheus_parse::Scrape {
+    let r = c.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let lines = r
+        .text()
+        .lines()
+        .map(|l| Ok(l.to_string()))
+        .collect::<Vec<_>>();
+    prometheus_parse::Scrape::parse(lines.into_iter()).expect("valid Prometheus text format")
+}
+
+fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn health_and_readiness() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    assert_eq!(c.get("/healthz").status, 200);
+    assert_eq!(c.get("/readyz").status, 200);
+}
+
+#[test]
+fn metrics_parse_and_move() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    let before = scrape(&c);
+    for s in &before.samples {
+        assert!(s.metric.starts_with("berth_"), "{}", s.metric);
+    }
+    let get = |sc: &prometheus_parse::Scrape| {
+        value(
+            sc,
+            "berth_http_requests_total",
+            &[("route", "manifests"), ("method", "GET"), ("status", "200")],
+        )
+    };
+    assert_eq!(get(&before), 0.0);
+    c.push_image("m/a", "v1", b"layer one");
+    c.push_blob("m/b", b"layer one"); // the same bytes in a second repository
+    for _ in 0..3 {
+        assert_eq!(c.get("/v2/m/a/manifests/v1").status, 200);
+    }
+    assert_eq!(c.get("/v2/m/a/manifests/nope").status, 404);
+    let after = scrape(&c);
+    assert_eq!(get(&after), 3.0);
+    assert_eq!(
+        value(
+            &after,
+            "berth_http_requests_total",
+            &[("route", "manifests"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&after, "berth_store_blobs", &[]), 2.0);
+    assert_eq!(value(&after, "berth_store_repositories", &[]), 2.0);
+    assert_eq!(
+        value(&after, "berth_store_dedupe_saved_bytes", &[]),
+        "layer one".len() as f64
+    );
+    assert!(
+        value(
+            &after,
+            "berth_http_request_duration_seconds_count",
+            &[("route", "manifests")]
+        ) >= 4.0
+    );
+    assert!(value(&after, "berth_store_db_bytes", &[]) > 0.0);
+}
