@@ -14,6 +14,7 @@ use super::{body, State};
 use crate::oci::{Algorithm, Digest};
 use crate::registry::uploads::Session;
 use crate::registry::Error;
+use tokio::sync::OwnedMutexGuard;
 
 pub async fn dispatch(
     req: HttpRequest,
@@ -157,11 +158,7 @@ async fn patch(
     repo: String,
     id: &str,
 ) -> ApiResult {
-    let session = state.session(&repo, id)?;
-    let mut s = session.lock_owned().await;
-    if s.is_closed() {
-        return Err(Error::BlobUploadUnknown(id.to_string()).into());
-    }
+    let mut s = open_session(state, &repo, id).await?;
     check_chunk(req, &s)?;
     receive(&mut s, payload, state).await?;
     Ok(accepted(&repo, &s))
@@ -182,11 +179,7 @@ async fn put(
             "the closing PUT needs ?digest=",
         )
     })?)?;
-    let session = state.session(&repo, id)?;
-    let mut s = session.lock_owned().await;
-    if s.is_closed() {
-        return Err(Error::BlobUploadUnknown(id.to_string()).into());
-    }
+    let mut s = open_session(state, &repo, id).await?;
     check_chunk(req, &s)?;
     receive(&mut s, payload, state).await?;
     finish(state, s, digest.clone()).await?;
@@ -194,11 +187,7 @@ async fn put(
 }
 
 async fn status(state: &State, repo: &str, id: &str) -> ApiResult {
-    let session = state.session(repo, id)?;
-    let s = session.lock().await;
-    if s.is_closed() {
-        return Err(Error::BlobUploadUnknown(id.to_string()).into());
-    }
+    let s = open_session(state, repo, id).await?;
     Ok(HttpResponse::NoContent()
         .insert_header(("Location", location(repo, id)))
         .insert_header(("Range", range_header(s.offset)))
@@ -207,14 +196,24 @@ async fn status(state: &State, repo: &str, id: &str) -> ApiResult {
 }
 
 async fn cancel(state: &State, repo: &str, id: &str) -> ApiResult {
-    let session = state.session(repo, id)?;
-    let mut s = session.lock_owned().await;
-    if s.is_closed() {
-        return Err(Error::BlobUploadUnknown(id.to_string()).into());
-    }
+    let mut s = open_session(state, repo, id).await?;
     let reg = state.clone();
     web::block(move || reg.cancel_upload(&mut s)).await??;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The session `id` of `repo`, locked for this request (waits while another
+/// request uses it); unknown once finished or cancelled.
+async fn open_session(
+    state: &State,
+    repo: &str,
+    id: &str,
+) -> Result<OwnedMutexGuard<Session>, ApiError> {
+    let s = state.session(repo, id)?.lock_owned().await;
+    if s.is_closed() {
+        return Err(Error::BlobUploadUnknown(id.to_string()).into());
+    }
+    Ok(s)
 }
 
 /// Append the request body to the session, hashing as it arrives.
@@ -234,7 +233,7 @@ async fn receive(s: &mut Session, mut payload: Payload, state: &State) -> Result
 /// fsync, rename, database commit).
 async fn finish(
     state: &State,
-    mut s: tokio::sync::OwnedMutexGuard<Session>,
+    mut s: OwnedMutexGuard<Session>,
     digest: Digest,
 ) -> Result<(), ApiError> {
     let reg = state.clone();

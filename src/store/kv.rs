@@ -225,41 +225,6 @@ fn scan_in(
 
 pub struct ReadTx(redb::ReadTransaction);
 
-impl Reader for ReadTx {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_in(&self.0.open_table(table.def()).map_err(db_err)?, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        scan_in(
-            &self.0.open_table(table.def()).map_err(db_err)?,
-            prefix,
-            after,
-            limit,
-        )
-    }
-
-    fn for_each(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        for_each_in(
-            &self.0.open_table(table.def()).map_err(db_err)?,
-            prefix,
-            None,
-            f,
-        )
-    }
-}
-
 pub struct WriteTx(redb::WriteTransaction);
 
 impl WriteTx {
@@ -282,37 +247,38 @@ impl WriteTx {
     }
 }
 
-impl Reader for WriteTx {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_in(&self.0.open_table(table.def()).map_err(db_err)?, key)
-    }
+/// Both transaction kinds read the same way; redb's table types differ, so
+/// the impl is stamped out for each.
+macro_rules! impl_reader {
+    ($tx:ty) => {
+        impl Reader for $tx {
+            fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                get_in(&self.0.open_table(table.def()).map_err(db_err)?, key)
+            }
 
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        scan_in(
-            &self.0.open_table(table.def()).map_err(db_err)?,
-            prefix,
-            after,
-            limit,
-        )
-    }
+            fn scan(
+                &self,
+                table: Table,
+                prefix: &[u8],
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> Result<Vec<Entry>, StoreError> {
+                let t = self.0.open_table(table.def()).map_err(db_err)?;
+                scan_in(&t, prefix, after, limit)
+            }
 
-    fn for_each(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        for_each_in(
-            &self.0.open_table(table.def()).map_err(db_err)?,
-            prefix,
-            None,
-            f,
-        )
-    }
+            fn for_each(
+                &self,
+                table: Table,
+                prefix: &[u8],
+                f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+            ) -> Result<(), StoreError> {
+                let t = self.0.open_table(table.def()).map_err(db_err)?;
+                for_each_in(&t, prefix, None, f)
+            }
+        }
+    };
 }
+
+impl_reader!(ReadTx);
+impl_reader!(WriteTx);
