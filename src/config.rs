@@ -26,6 +26,7 @@ pub struct Config {
     pub limits: Limits,
     pub uploads: Uploads,
     pub verify: Verify,
+    pub gc: Gc,
     pub log: Log,
     /// Per-repository policies; the first whose pattern matches applies.
     pub repositories: Vec<RepoPolicy>,
@@ -131,6 +132,14 @@ impl Default for Verify {
     }
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gc {
+    /// Collect unreferenced blobs and manifests this often while serving,
+    /// seconds (0 = never; `berth gc` runs it offline).
+    pub interval_secs: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -151,6 +160,7 @@ impl Default for Config {
             limits: Limits::default(),
             uploads: Uploads::default(),
             verify: Verify::default(),
+            gc: Gc::default(),
             log: Log::default(),
             repositories: Vec::new(),
         }

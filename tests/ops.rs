@@ -85,3 +85,22 @@ fn metrics_parse_and_move() {
     );
     assert!(value(&after, "berth_store_db_bytes", &[]) > 0.0);
 }
+
+#[test]
+fn online_gc_reclaims_and_counts() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    let d = c.push_blob("g", &common::bytes(5, 1 << 20));
+    assert_eq!(c.delete(&format!("/v2/g/blobs/{d}")).status, 202);
+    let dry = c.req("POST", "/_berth/gc?dry_run=true", &[], b"").json();
+    assert_eq!(dry["blobs_removed"], 1);
+    let r = c.req("POST", "/_berth/gc", &[], b"").json();
+    assert_eq!(r["bytes_reclaimed"], 1 << 20);
+    let m = scrape(&c);
+    assert_eq!(value(&m, "berth_gc_runs_total", &[]), 1.0);
+    assert_eq!(
+        value(&m, "berth_gc_reclaimed_bytes_total", &[]),
+        (1u64 << 20) as f64
+    );
+    assert_eq!(value(&m, "berth_store_blobs", &[]), 0.0);
+}

@@ -18,9 +18,57 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(run_now))
             .route(web::get().to(last)),
     )
+    .route("/_berth/gc", web::post().to(gc_now))
     .route("/metrics", web::get().to(metrics))
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz));
+}
+
+/// `POST /_berth/gc[?dry_run=true]`: collect garbage now; answers the report.
+/// Safe while pushes continue (see `store::gc`).
+async fn gc_now(req: actix_web::HttpRequest, state: State) -> ApiResult {
+    let dry_run = super::params::Query::of(&req)
+        .get("dry_run")
+        .is_some_and(|v| v == "true" || v == "1");
+    Ok(HttpResponse::Ok().json(gc(&state, dry_run).await?))
+}
+
+async fn gc(state: &State, dry_run: bool) -> Result<crate::store::GcReport, ApiError> {
+    let reg = state.clone();
+    let report = web::block(move || reg.store.gc(dry_run)).await??;
+    if !dry_run {
+        state.metrics.gc_runs.inc();
+        state
+            .metrics
+            .gc_reclaimed_bytes
+            .inc_by(report.bytes_reclaimed);
+    }
+    tracing::info!(
+        dry_run,
+        blobs = report.blobs_removed,
+        manifests = report.manifests_removed,
+        bytes = report.bytes_reclaimed,
+        "garbage collection"
+    );
+    Ok(report)
+}
+
+/// Collect garbage every `gc.interval_secs` (0 = never).
+pub fn spawn_scheduled_gc(state: State) {
+    let every = state.config.gc.interval_secs;
+    if every == 0 {
+        return;
+    }
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(every));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = gc(&state, false).await {
+                tracing::warn!(error = %e, "scheduled garbage collection failed");
+            }
+        }
+    });
 }
 
 /// Prometheus text format.

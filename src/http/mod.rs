@@ -150,6 +150,7 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     let registry = web::Data::new(Registry::new(Arc::new(store), config.clone()));
     spawn_upload_expiry(registry.clone());
     admin::spawn_scheduled(registry.clone());
+    admin::spawn_scheduled_gc(registry.clone());
     let workers = match config.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
