@@ -27,6 +27,7 @@ pub struct Config {
     pub uploads: Uploads,
     pub verify: Verify,
     pub gc: Gc,
+    pub auth: Auth,
     pub log: Log,
     /// Per-repository policies; the first whose pattern matches applies.
     pub repositories: Vec<RepoPolicy>,
@@ -132,6 +133,38 @@ impl Default for Verify {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// htpasswd file with bcrypt entries; empty = authentication off.
+    pub htpasswd: String,
+    /// Realm of the `WWW-Authenticate: Basic` challenge.
+    pub realm: String,
+    /// Repository globs anyone may pull without credentials.
+    pub anonymous_pull: Vec<String>,
+    /// What a valid user may do on repositories no rule matches.
+    pub default_access: Vec<crate::auth::Action>,
+    /// Users who may call the `/_berth/` admin endpoints.
+    pub admins: Vec<String>,
+    /// Group name -> user names.
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    pub rules: Vec<crate::auth::Rule>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            htpasswd: String::new(),
+            realm: "Berth".into(),
+            anonymous_pull: Vec::new(),
+            default_access: vec![crate::auth::Action::Pull, crate::auth::Action::Push],
+            admins: Vec::new(),
+            groups: Default::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Gc {
@@ -161,6 +194,7 @@ impl Default for Config {
             uploads: Uploads::default(),
             verify: Verify::default(),
             gc: Gc::default(),
+            auth: Auth::default(),
             log: Log::default(),
             repositories: Vec::new(),
         }

@@ -5,6 +5,7 @@
 //! metadata + content-addressed files), `oci` (pure vocabulary), `verify`
 //! (digests).
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod metrics;

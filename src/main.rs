@@ -36,6 +36,9 @@ enum Command {
         /// Metadata database cache, MiB.
         #[arg(long)]
         cache_mb: Option<usize>,
+        /// Turn authentication on with this htpasswd file (bcrypt entries).
+        #[arg(long)]
+        htpasswd: Option<String>,
     },
     /// Garbage-collect blobs and manifests no repository holds (server stopped).
     Gc {
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
             data_dir,
             config,
             cache_mb,
+            htpasswd,
         } => {
             let mut cfg = match Config::load(config.as_deref()) {
                 Ok(c) => c,
@@ -143,6 +147,9 @@ fn main() -> ExitCode {
             }
             if let Some(c) = cache_mb {
                 cfg.cache_mb = c;
+            }
+            if let Some(h) = htpasswd {
+                cfg.auth.htpasswd = h;
             }
             if let Err(e) = cfg.validate() {
                 eprintln!("berth: {e}");

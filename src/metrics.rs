@@ -25,6 +25,7 @@ pub struct Metrics {
     pub scrub_bytes: Counter,
     pub gc_runs: Counter,
     pub gc_reclaimed_bytes: Counter,
+    pub failed_logins: Counter,
     store: [Gauge; 6],
 }
 
@@ -111,6 +112,12 @@ impl Default for Metrics {
             "bytes reclaimed by garbage collection",
             gc_reclaimed_bytes.clone(),
         );
+        let failed_logins = Counter::default();
+        registry.register(
+            "failed_logins",
+            "requests with wrong credentials",
+            failed_logins.clone(),
+        );
         let store: [Gauge; 6] = Default::default();
         let names = [
             ("store_repositories", "repositories with content"),
@@ -140,6 +147,7 @@ impl Default for Metrics {
             scrub_bytes,
             gc_runs,
             gc_reclaimed_bytes,
+            failed_logins,
             store,
         }
     }

@@ -1,12 +1,13 @@
 //! Paginated lists: tags (end-8a/b) and the catalog, with `n`, `last` and
 //! `Link: <...>; rel="next"`.
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::errors::ApiResult;
 use super::params::{self, Query};
 use super::State;
+use crate::auth::{Action, Identity};
 use crate::registry::Error;
 
 pub fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
@@ -32,9 +33,24 @@ pub fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
 pub fn catalog(req: &HttpRequest, state: &State) -> ApiResult {
     let q = Query::of(req);
     let n = params::page_size(&q, state.config.limits.max_page)?;
-    let mut repos = state
-        .store
-        .repositories(q.get("last"), n.saturating_add(1))?;
+    // With authentication on, only what the caller may pull is listed.
+    let who = req.extensions().get::<Identity>().cloned();
+    let visible = |repo: &str| match (&state.htpasswd, &who) {
+        (None, _) => true,
+        (Some(_), Some(w)) => state.config.auth.may(w, repo, Action::Pull),
+        (Some(_), None) => false,
+    };
+    let mut repos = Vec::new();
+    let mut last = q.get("last").map(str::to_string);
+    // One more than asked tells whether a next page exists.
+    while repos.len() <= n {
+        let batch = state.store.repositories(last.as_deref(), 1000)?;
+        let Some(end) = batch.last().cloned() else {
+            break;
+        };
+        repos.extend(batch.into_iter().filter(|r| visible(r)));
+        last = Some(end);
+    }
     let more = repos.len() > n;
     repos.truncate(n);
     let mut r = HttpResponse::Ok();

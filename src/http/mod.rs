@@ -2,6 +2,7 @@
 //! operations and errors into OCI error bodies. No business logic lives here.
 
 pub mod admin;
+pub mod auth;
 pub mod blobs;
 pub mod body;
 pub mod errors;
@@ -147,7 +148,16 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
         },
     )
     .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let registry = web::Data::new(Registry::new(Arc::new(store), config.clone()));
+    let mut registry = Registry::new(Arc::new(store), config.clone());
+    if !config.auth.htpasswd.is_empty() {
+        let h = crate::auth::Htpasswd::open(config.auth.htpasswd.clone().into()).map_err(|e| {
+            std::io::Error::other(format!("htpasswd {}: {e}", config.auth.htpasswd))
+        })?;
+        registry.htpasswd = Some(Arc::new(h));
+        // mounts without `from` could reach repositories the caller may not pull
+        registry.config.uploads.automatic_mount = false;
+    }
+    let registry = web::Data::new(registry);
     spawn_upload_expiry(registry.clone());
     admin::spawn_scheduled(registry.clone());
     admin::spawn_scheduled_gc(registry.clone());
@@ -162,6 +172,7 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(auth::authorize))
             .wrap(actix_web::middleware::from_fn(log_request))
             .configure(configure)
     })

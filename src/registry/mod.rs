@@ -24,6 +24,8 @@ pub struct Registry {
     pub scrubbing: std::sync::atomic::AtomicBool,
     pub last_scrub: std::sync::Mutex<Option<crate::store::scrub::ScrubReport>>,
     pub metrics: crate::metrics::Metrics,
+    /// Set when authentication is on.
+    pub htpasswd: Option<Arc<crate::auth::Htpasswd>>,
 }
 
 impl Registry {
@@ -35,6 +37,7 @@ impl Registry {
             scrubbing: Default::default(),
             last_scrub: Default::default(),
             metrics: Default::default(),
+            htpasswd: None,
         }
     }
 

@@ -103,7 +103,7 @@ impl Server {
         self.child = Some(cmd.spawn().expect("start berth"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = ureq::get(&self.url("/v2/"))
+            if let Ok(r) = ureq::get(&self.url("/healthz"))
                 .timeout(Duration::from_secs(1))
                 .call()
             {

@@ -1,0 +1,112 @@
+//! Who may do what on which repository.
+//!
+//! Rules name repositories by glob and users or groups, and grant actions.
+//! Where any rule's pattern matches a repository, a user has exactly the
+//! actions of the matching rules that name them (or a group of theirs);
+//! where none matches, a valid user has `default_access`. Anonymous clients
+//! may pull where `anonymous_pull` matches, nothing else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::glob_match;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Pull,
+    Push,
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Repository glob.
+    pub repos: String,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub actions: Vec<Action>,
+}
+
+/// The caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Anonymous,
+    User(String),
+}
+
+impl crate::config::Auth {
+    /// May `who` do `action` on `repo`?
+    pub fn may(&self, who: &Identity, repo: &str, action: Action) -> bool {
+        let user = match who {
+            Identity::Anonymous => {
+                return action == Action::Pull
+                    && self.anonymous_pull.iter().any(|g| glob_match(g, repo));
+            }
+            Identity::User(u) => u,
+        };
+        let matching: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| glob_match(&r.repos, repo))
+            .collect();
+        if matching.is_empty() {
+            return self.default_access.contains(&action);
+        }
+        matching.iter().any(|r| {
+            r.actions.contains(&action)
+                && (r.users.iter().any(|u| u == user)
+                    || r.groups
+                        .iter()
+                        .any(|g| self.groups.get(g).is_some_and(|m| m.contains(user))))
+        })
+    }
+
+    pub fn is_admin(&self, who: &Identity) -> bool {
+        matches!(who, Identity::User(u) if self.admins.contains(u))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Auth;
+
+    #[test]
+    fn rules_groups_defaults_and_anonymous() {
+        let mut a = Auth {
+            anonymous_pull: vec!["public/*".into()],
+            ..Auth::default()
+        };
+        a.groups.insert("team".into(), vec!["bob".into()]);
+        a.rules = vec![
+            Rule {
+                repos: "team/*".into(),
+                users: vec!["alice".into()],
+                groups: vec![],
+                actions: vec![Action::Pull, Action::Push, Action::Delete],
+            },
+            Rule {
+                repos: "team/*".into(),
+                users: vec![],
+                groups: vec!["team".into()],
+                actions: vec![Action::Pull],
+            },
+        ];
+        let alice = Identity::User("alice".into());
+        let bob = Identity::User("bob".into());
+        let carol = Identity::User("carol".into());
+        assert!(a.may(&alice, "team/app", Action::Delete));
+        assert!(a.may(&bob, "team/app", Action::Pull));
+        assert!(!a.may(&bob, "team/app", Action::Push));
+        assert!(!a.may(&carol, "team/app", Action::Pull));
+        // no rule: the default (pull and push)
+        assert!(a.may(&carol, "misc", Action::Push));
+        assert!(!a.may(&carol, "misc", Action::Delete));
+        assert!(a.may(&Identity::Anonymous, "public/x", Action::Pull));
+        assert!(!a.may(&Identity::Anonymous, "public/x", Action::Push));
+        assert!(!a.may(&Identity::Anonymous, "misc", Action::Pull));
+    }
+}

@@ -1,0 +1,137 @@
+//! Authentication and authorisation of every request when an htpasswd file
+//! is configured: HTTP Basic against it, then the access rules for the
+//! repository and action the request needs. `/healthz`, `/readyz` and
+//! `/metrics` stay open; `/_berth/` needs an admin.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, ResponseError};
+use base64::Engine;
+
+use super::errors::ApiError;
+use super::route::{self, Route};
+use super::State;
+use crate::auth::{Action, Identity};
+
+/// What a request asks to do.
+enum Need {
+    Nothing,
+    Login,
+    Admin,
+    On(Vec<(String, Action)>),
+}
+
+fn need(req: &ServiceRequest) -> Need {
+    let path = req.path();
+    let m = req.method();
+    let read = m == Method::GET || m == Method::HEAD;
+    let on = |name: &str, a| Need::On(vec![(name.to_string(), a)]);
+    match route::parse(path) {
+        Route::Base => Need::Login,
+        Route::Catalog => Need::Nothing, // filtered by what the caller may pull
+        Route::Tags { name } | Route::Referrers { name, .. } | Route::Platforms { name, .. } => {
+            on(name, Action::Pull)
+        }
+        Route::Manifest { name, .. } | Route::Blob { name, .. } if read => on(name, Action::Pull),
+        Route::Manifest { name, .. } | Route::Blob { name, .. } if m == Method::DELETE => {
+            on(name, Action::Delete)
+        }
+        Route::Manifest { name, .. } => on(name, Action::Push),
+        Route::Blob { name, .. } => on(name, Action::Push),
+        Route::Upload { name, .. } => {
+            let mut needs = vec![(name.to_string(), Action::Push)];
+            // mounting from a repository needs the right to pull it
+            let q = super::params::Query::of(req.request());
+            if let (Some(_), Some(from)) = (q.get("mount"), q.get("from")) {
+                needs.push((from.to_string(), Action::Pull));
+            }
+            Need::On(needs)
+        }
+        Route::NotFound => match path {
+            "/healthz" | "/readyz" | "/metrics" => Need::Nothing,
+            p if p.starts_with("/_berth/") => Need::Admin,
+            _ => Need::Nothing,
+        },
+    }
+}
+
+fn credentials(req: &ServiceRequest) -> Option<(String, String)> {
+    let h = req.headers().get("Authorization")?.to_str().ok()?;
+    let b64 = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn unauthorized(realm: &str, why: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", why)
+        .with_header("WWW-Authenticate", format!("Basic realm=\"{realm}\""))
+}
+
+pub async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<State>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let Some(htpasswd) = &state.htpasswd else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let auth = &state.config.auth;
+    let deny = |req: ServiceRequest, e: ApiError| Ok(req.into_response(e.error_response()));
+    let who = match credentials(&req) {
+        None if req.headers().contains_key("Authorization") => {
+            return deny(
+                req,
+                unauthorized(&auth.realm, "malformed Authorization header"),
+            );
+        }
+        None => Identity::Anonymous,
+        Some((user, password)) => {
+            let (u, p) = (user.clone(), password);
+            let h = htpasswd.clone();
+            let ok = actix_web::web::block(move || h.check(&u, &p))
+                .await
+                .unwrap_or(false);
+            if !ok {
+                state.metrics.failed_logins.inc();
+                let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                tracing::warn!(user = %user, peer = %peer, "failed login");
+                return deny(
+                    req,
+                    unauthorized(&auth.realm, "invalid username or password"),
+                );
+            }
+            Identity::User(user)
+        }
+    };
+    let allowed = match need(&req) {
+        Need::Nothing => true,
+        Need::Login => who != Identity::Anonymous,
+        Need::Admin => auth.is_admin(&who),
+        Need::On(needs) => needs.iter().all(|(repo, a)| auth.may(&who, repo, *a)),
+    };
+    if !allowed {
+        return match who {
+            Identity::Anonymous => deny(req, unauthorized(&auth.realm, "authentication required")),
+            Identity::User(u) => deny(
+                req,
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "DENIED",
+                    format!("{u} may not do this on this repository"),
+                ),
+            ),
+        };
+    }
+    req.extensions_mut().insert(who);
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
