@@ -1,0 +1,63 @@
+//! Digest throughput (sha256, sha512, blake3, per-block blake3) and a scrub
+//! of a store of N blobs.
+
+use berth::oci::Algorithm;
+use berth::store::scrub::ScrubOptions;
+use berth::store::{Store, StoreOptions};
+use berth::verify::{self, blocks::BlockHasher, Hasher};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const MIB: usize = 1 << 20;
+
+fn data(len: usize, seed: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u32) ^ seed).wrapping_mul(2654435761) as u8)
+        .collect()
+}
+
+fn digests(c: &mut Criterion) {
+    let buf = data(8 * MIB, 0);
+    let mut g = c.benchmark_group("digest_8MiB");
+    g.throughput(Throughput::Bytes(buf.len() as u64));
+    for alg in Algorithm::ALL {
+        g.bench_function(alg.name(), |b| b.iter(|| verify::digest_bytes(alg, &buf)));
+    }
+    g.bench_function("blake3_blocks_1MiB", |b| {
+        b.iter(|| {
+            let mut h = BlockHasher::default();
+            h.update(&buf);
+            h.finish()
+        })
+    });
+    g.finish();
+}
+
+fn scrub(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scrub");
+    g.sample_size(10);
+    for n in [16usize, 64] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        for i in 0..n {
+            let b = data(4 * MIB, i as u32 + 1);
+            let mut h = Hasher::new(Algorithm::Sha256);
+            h.update(&b);
+            let d = h.finish();
+            let staged = s.files().upload_path(&format!("s{i}"));
+            std::fs::write(&staged, &b).unwrap();
+            s.commit_blob("bench", &staged, &d, b.len() as u64, &[])
+                .unwrap();
+        }
+        g.throughput(Throughput::Bytes((n * 4 * MIB) as u64));
+        g.bench_with_input(BenchmarkId::new("store_4MiB_blobs", n), &s, |b, s| {
+            b.iter(|| {
+                let r = s.scrub(&ScrubOptions::default()).unwrap();
+                assert!(r.clean());
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, digests, scrub);
+criterion_main!(benches);
