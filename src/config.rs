@@ -28,6 +28,7 @@ pub struct Config {
     pub verify: Verify,
     pub gc: Gc,
     pub auth: Auth,
+    pub tls: Tls,
     pub log: Log,
     /// Per-repository policies; the first whose pattern matches applies.
     pub repositories: Vec<RepoPolicy>,
@@ -167,6 +168,15 @@ impl Default for Auth {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain; empty = plain HTTP.
+    pub cert: String,
+    /// PEM private key of the certificate.
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Gc {
     /// Collect unreferenced blobs and manifests this often while serving,
     /// seconds (0 = never; `berth gc` runs it offline).
@@ -195,6 +205,7 @@ impl Default for Config {
             verify: Verify::default(),
             gc: Gc::default(),
             auth: Auth::default(),
+            tls: Tls::default(),
             log: Log::default(),
             repositories: Vec::new(),
         }
@@ -283,6 +294,11 @@ impl Config {
                     "'{p}' is not a platform (os/arch[/variant])"
                 )));
             }
+        }
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key go together".into(),
+            ));
         }
         if self.limits.max_page == 0 {
             return Err(ConfigError::Invalid(

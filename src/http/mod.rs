@@ -13,6 +13,7 @@ pub mod platforms;
 pub mod range;
 pub mod referrers;
 pub mod route;
+pub mod tls;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -169,7 +170,7 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     };
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), workers, "berth serving");
     let data = registry.clone();
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(auth::authorize))
@@ -177,10 +178,16 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
             .configure(configure)
     })
     .workers(workers)
-    .shutdown_timeout(30)
-    .bind(&config.listen)?
-    .run()
-    .await
+    .shutdown_timeout(30);
+    let server = if config.tls.cert.is_empty() {
+        server.bind(&config.listen)?
+    } else {
+        let tls =
+            tls::server_config(&config.tls.cert, &config.tls.key).map_err(std::io::Error::other)?;
+        tracing::info!(cert = %config.tls.cert, "TLS on");
+        server.bind_rustls_0_23(&config.listen, tls)?
+    };
+    server.run().await
 }
 
 /// Remove idle upload sessions once a minute.

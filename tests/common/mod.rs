@@ -111,6 +111,12 @@ impl Server {
                     return;
                 }
             }
+            // a TLS listener does not answer plain HTTP: accepting is enough
+            if self.extra.iter().any(|(k, _)| k == "BERTH_TLS_CERT")
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                return;
+            }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("berth exited during startup: {st}");
             }
