@@ -143,3 +143,49 @@ fn raw_paths_that_clients_would_normalise() {
     );
     assert_eq!(Client::new(&s).get("/v2/").status, 200);
 }
+
+#[test]
+fn raw_garbage_gets_4xx_or_a_closed_connection() {
+    let s = Server::start();
+    let big_header = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let cases: Vec<Vec<u8>> = vec![
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"GET\r\n\r\n".to_vec(),
+        b"GET /v2/ HTTP/9.9\r\n\r\n".to_vec(),
+        b"\x00\x01\x02\x03\r\n\r\n".to_vec(),
+        big_header.into_bytes(),
+        b"PATCH /v2/a/blobs/uploads/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n".to_vec(),
+        b"POST /v2/a/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\nConnection: close\r\n\r\n".to_vec(),
+        b"POST /v2/a/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET /v2/a/blobs/sha256:0 HTTP/1.1\r\nHost: x\r\nRange: bytes=-99999999999999999999999\r\nConnection: close\r\n\r\n".to_vec(),
+    ];
+    for (i, req) in cases.iter().enumerate() {
+        let status = raw_status(s.port, req);
+        assert!(
+            status.is_none() || (400..500).contains(&status.unwrap()),
+            "case {i}: {status:?}"
+        );
+        // the server keeps serving others
+        assert_eq!(Client::new(&s).get("/v2/").status, 200, "after case {i}");
+    }
+    // a chunked upload whose chunk encoding breaks midway leaves the session usable
+    let c = Client::new(&s);
+    let loc = c
+        .req("POST", "/v2/a/blobs/uploads/", &[], b"")
+        .header("location")
+        .unwrap()
+        .to_string();
+    let req = format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\nZZZ\r\n"
+    );
+    let status = raw_status(s.port, req.as_bytes());
+    assert!(
+        status.is_none() || (400..500).contains(&status.unwrap()),
+        "{status:?}"
+    );
+    let r = c.get(&loc);
+    assert_eq!(r.status, 204, "session still there");
+}
