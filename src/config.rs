@@ -32,6 +32,26 @@ pub struct Config {
     pub log: Log,
     /// Per-repository policies; the first whose pattern matches applies.
     pub repositories: Vec<RepoPolicy>,
+    /// Retention policies, applied before each garbage collection; the
+    /// first whose pattern matches a repository applies.
+    pub retention: Vec<Retention>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Glob on the repository name.
+    pub pattern: String,
+    /// Keep the N most recently pushed tags (0 = keep every tag).
+    #[serde(default)]
+    pub keep_last: usize,
+    /// Tags matching any of these globs are always kept.
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Delete manifests no tag reaches once they are this old, seconds
+    /// (0 = keep them).
+    #[serde(default)]
+    pub untagged_after_secs: u64,
 }
 
 /// How pushes to a tag are treated.
@@ -208,6 +228,7 @@ impl Default for Config {
             tls: Tls::default(),
             log: Log::default(),
             repositories: Vec::new(),
+            retention: Vec::new(),
         }
     }
 }

@@ -40,10 +40,14 @@ enum Command {
         #[arg(long)]
         htpasswd: Option<String>,
     },
-    /// Garbage-collect blobs and manifests no repository holds (server stopped).
+    /// Apply retention policies, then collect blobs and manifests no
+    /// repository holds (server stopped).
     Gc {
         #[arg(long, default_value = "berth-data")]
         data_dir: PathBuf,
+        /// Config file with the retention policies.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Report what would be removed without removing it.
         #[arg(long)]
         dry_run: bool,
@@ -165,28 +169,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Gc { data_dir, dry_run } => {
-            let store = match berth::store::Store::open(&data_dir, &Default::default()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("berth: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match store.gc(dry_run) {
-                Ok(r) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&r).expect("report serialises")
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("berth: gc failed: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Gc {
+            data_dir,
+            config,
+            dry_run,
+        } => match cli::gc::run(&data_dir, config.as_deref(), dry_run) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Command::Verify {
             data_dir,
             repo,

@@ -33,9 +33,15 @@ async fn gc_now(req: actix_web::HttpRequest, state: State) -> ApiResult {
     Ok(HttpResponse::Ok().json(gc(&state, dry_run).await?))
 }
 
-async fn gc(state: &State, dry_run: bool) -> Result<crate::store::GcReport, ApiError> {
+/// Retention policies, then garbage collection. The answer is the GC report
+/// with the retention report under `retention`.
+async fn gc(state: &State, dry_run: bool) -> Result<serde_json::Value, ApiError> {
     let reg = state.clone();
-    let report = web::block(move || reg.store.gc(dry_run)).await??;
+    let (retention, report) = web::block(move || -> Result<_, crate::registry::Error> {
+        let retention = reg.apply_retention(dry_run)?;
+        Ok((retention, reg.store.gc(dry_run)?))
+    })
+    .await??;
     if !dry_run {
         state.metrics.gc_runs.inc();
         state
@@ -48,9 +54,13 @@ async fn gc(state: &State, dry_run: bool) -> Result<crate::store::GcReport, ApiE
         blobs = report.blobs_removed,
         manifests = report.manifests_removed,
         bytes = report.bytes_reclaimed,
+        tags_deleted = retention.tags_deleted.len(),
+        untagged_deleted = retention.manifests_deleted.len(),
         "garbage collection"
     );
-    Ok(report)
+    let mut out = serde_json::to_value(&report).expect("report serialises");
+    out["retention"] = serde_json::to_value(&retention).expect("report serialises");
+    Ok(out)
 }
 
 /// Collect garbage every `gc.interval_secs` (0 = never).

@@ -5,6 +5,7 @@ pub mod error;
 pub mod manifests;
 pub mod merge;
 pub mod platforms;
+pub mod retention;
 pub mod uploads;
 
 use std::sync::Arc;

@@ -38,10 +38,12 @@ pub enum Table {
     BlobBlocks,
     /// digest -> why : blobs found corrupt, to be repaired by a re-push.
     Damaged,
+    /// repo NUL tag -> unix seconds the tag last moved (retention).
+    TagTimes,
 }
 
 impl Table {
-    const ALL: [Table; 12] = [
+    const ALL: [Table; 13] = [
         Table::Meta,
         Table::Blobs,
         Table::Manifests,
@@ -54,6 +56,7 @@ impl Table {
         Table::Repos,
         Table::BlobBlocks,
         Table::Damaged,
+        Table::TagTimes,
     ];
 
     fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -70,6 +73,7 @@ impl Table {
             Table::Repos => "repos",
             Table::BlobBlocks => "blob_blocks",
             Table::Damaged => "damaged",
+            Table::TagTimes => "tag_times",
         })
     }
 }

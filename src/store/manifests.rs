@@ -180,16 +180,16 @@ impl Store {
         match target {
             TagTarget::Keep => Ok(None),
             TagTarget::Remove => {
-                tx.remove(Table::Tags, &k)?;
+                remove_tag(tx, &k)?;
                 Ok(None)
             }
             TagTarget::Point(d) => {
-                tx.insert(Table::Tags, &k, d.to_string().as_bytes())?;
+                set_tag(tx, &k, &d.to_string())?;
                 Ok(Some(d))
             }
             TagTarget::Index(m) => {
                 self.store_in(tx, repo, &m.digest, &m.bytes, &m.summary, m.made_by_berth)?;
-                tx.insert(Table::Tags, &k, m.digest.to_string().as_bytes())?;
+                set_tag(tx, &k, &m.digest.to_string())?;
                 Ok(Some(m.digest))
             }
         }
@@ -266,7 +266,7 @@ impl Store {
         for (k, v) in tx.scan(Table::Tags, &p, None, usize::MAX)? {
             let tag = String::from_utf8_lossy(&k[p.len()..]).into_owned();
             if v == d.as_bytes() {
-                tx.remove(Table::Tags, &k)?;
+                remove_tag(&mut tx, &k)?;
                 continue;
             }
             let Some(current) = self.tag_current_in(&tx, repo, &tag)? else {
@@ -295,7 +295,7 @@ impl Store {
     /// Remove a tag only. Returns whether it existed.
     pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
         let mut tx = self.kv.write()?;
-        if !tx.remove(Table::Tags, &kv::key(&[repo, tag]))? {
+        if !remove_tag(&mut tx, &kv::key(&[repo, tag]))? {
             return Ok(false);
         }
         prune_repo(&mut tx, repo)?;
@@ -368,6 +368,23 @@ impl Store {
     }
 }
 
+/// Point a tag (its full key) at a digest, recording when it moved (unix
+/// milliseconds, so pushes within a second still order).
+fn set_tag(tx: &mut WriteTx, key: &[u8], digest: &str) -> Result<(), StoreError> {
+    tx.insert(Table::Tags, key, digest.as_bytes())?;
+    tx.insert(
+        Table::TagTimes,
+        key,
+        records::now_millis().to_string().as_bytes(),
+    )
+}
+
+/// Remove a tag (its full key); true if it existed.
+fn remove_tag(tx: &mut WriteTx, key: &[u8]) -> Result<bool, StoreError> {
+    tx.remove(Table::TagTimes, key)?;
+    tx.remove(Table::Tags, key)
+}
+
 /// Swap a tag inside `tx`; see [`Store::compare_and_swap_tag`].
 pub(crate) fn swap_tag_in(
     tx: &mut WriteTx,
@@ -392,10 +409,10 @@ pub(crate) fn swap_tag_in(
             if !tx.contains(Table::RepoManifests, &kv::key(&[repo, &d]))? {
                 return Err(PutError::ManifestUnknown(n.clone()));
             }
-            tx.insert(Table::Tags, &k, d.as_bytes())?;
+            set_tag(tx, &k, &d)?;
         }
         None => {
-            tx.remove(Table::Tags, &k)?;
+            remove_tag(tx, &k)?;
             prune_repo(tx, repo)?;
         }
     }

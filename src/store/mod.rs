@@ -14,6 +14,7 @@ pub mod gc;
 pub mod kv;
 pub mod manifests;
 pub mod records;
+pub mod retention;
 pub mod scrub;
 pub mod uploads;
 
