@@ -1,5 +1,6 @@
 //! TLS with rustls: HTTPS served, and a replaced certificate picked up
 //! without a restart. Uses the openssl and curl commands.
+#![cfg(feature = "tls")]
 
 mod common;
 

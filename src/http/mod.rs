@@ -13,6 +13,7 @@ pub mod platforms;
 pub mod range;
 pub mod referrers;
 pub mod route;
+#[cfg(feature = "tls")]
 pub mod tls;
 pub mod uploads;
 
@@ -179,6 +180,7 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     })
     .workers(workers)
     .shutdown_timeout(30);
+    #[cfg(feature = "tls")]
     let server = if config.tls.cert.is_empty() {
         server.bind(&config.listen)?
     } else {
@@ -186,6 +188,14 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
             tls::server_config(&config.tls.cert, &config.tls.key).map_err(std::io::Error::other)?;
         tracing::info!(cert = %config.tls.cert, "TLS on");
         server.bind_rustls_0_23(&config.listen, tls)?
+    };
+    #[cfg(not(feature = "tls"))]
+    let server = if config.tls.cert.is_empty() {
+        server.bind(&config.listen)?
+    } else {
+        return Err(std::io::Error::other(
+            "tls.cert is set but this build has no TLS (cargo feature \"tls\")",
+        ));
     };
     server.run().await
 }
