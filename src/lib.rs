@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod oci;
