@@ -98,7 +98,7 @@ impl Store {
             let d = String::from_utf8_lossy(k).into_owned();
             match records::decode::<BlobRecord>("blob record", v) {
                 Ok(r) => blobs.push((d, r.size)),
-                Err(e) => bad_records.push((d, e.to_string())),
+                Err(e) => bad_records.push(("blob", d, e.to_string())),
             }
             true
         })?;
@@ -106,7 +106,7 @@ impl Store {
             let d = String::from_utf8_lossy(k).into_owned();
             match records::decode::<ManifestRecord>("manifest record", v) {
                 Ok(r) => manifests.push((d, r)),
-                Err(e) => bad_records.push((d, e.to_string())),
+                Err(e) => bad_records.push(("manifest", d, e.to_string())),
             }
             true
         })?;
@@ -197,21 +197,21 @@ impl Store {
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
         let owners = Owners::collect(&tx, &manifests)?;
-        for (d, reason) in corrupt_blobs {
-            let (repositories, tags) = owners.of(&d);
+        // a record that does not decode counts under its own kind
+        let found = corrupt_blobs
+            .into_iter()
+            .map(|(d, r)| ("blob", d, r))
+            .chain(
+                corrupt_manifests
+                    .into_iter()
+                    .map(|(d, r)| ("manifest", d, r)),
+            )
+            .chain(bad_records);
+        for (kind, digest, reason) in found {
+            let (repositories, tags) = owners.of(&digest);
             report.corrupt.push(Corrupt {
-                kind: "blob",
-                digest: d,
-                reason,
-                repositories,
-                tags,
-            });
-        }
-        for (d, reason) in corrupt_manifests.into_iter().chain(bad_records) {
-            let (repositories, tags) = owners.of(&d);
-            report.corrupt.push(Corrupt {
-                kind: "manifest",
-                digest: d,
+                kind,
+                digest,
                 reason,
                 repositories,
                 tags,
