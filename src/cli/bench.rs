@@ -157,6 +157,7 @@ fn store_read_rate(buf: &[u8], threads: usize) -> Result<f64, String> {
         let r = store
             .scrub(&ScrubOptions {
                 threads,
+                mapped: true,
                 ..ScrubOptions::default()
             })
             .map_err(|e| e.to_string())?;

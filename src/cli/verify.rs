@@ -33,6 +33,8 @@ pub fn run(
             threads,
             repo,
             progress,
+            // offline: the store lock keeps every other writer out
+            mapped: true,
             ..ScrubOptions::default()
         })
         .map_err(|e| e.to_string())?;
