@@ -6,6 +6,7 @@
 //! (digests).
 
 pub mod auth;
+pub mod bundle;
 pub mod config;
 pub mod fuzzing;
 pub mod http;

@@ -1,6 +1,7 @@
 //! Subcommands of the `berth` binary other than `serve`.
 
 pub mod bench;
+pub mod bundle;
 pub mod gc;
 pub mod platforms;
 pub mod verify;

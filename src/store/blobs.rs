@@ -60,6 +60,65 @@ impl Store {
         size: u64,
         blocks: &[u8],
     ) -> Result<(), StoreError> {
+        self.install_blob(Some(repo), staged, digest, size, blocks)
+    }
+
+    /// Like `commit_blob`, but linked to no repository: invisible to clients
+    /// until a repository links it (bundle import stages every blob this way
+    /// before any tag moves; GC collects what is never linked).
+    pub fn stage_blob(
+        &self,
+        staged: &Path,
+        digest: &Digest,
+        size: u64,
+        blocks: &[u8],
+    ) -> Result<(), StoreError> {
+        self.install_blob(None, staged, digest, size, blocks)
+    }
+
+    /// Whether the store holds `digest` intact (in any repository or none).
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let d = digest.to_string();
+        let tx = self.kv.read()?;
+        Ok(blob_record(&tx, &d)?.is_some()
+            && !tx.contains(Table::Damaged, d.as_bytes())?
+            && self.files.blob_path(digest).exists())
+    }
+
+    /// Every blob the store holds intact, in digest order (an inventory).
+    pub fn blob_digests(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.kv.read()?;
+        let mut damaged = std::collections::HashSet::new();
+        tx.for_each(Table::Damaged, b"", &mut |k, _| {
+            damaged.insert(k.to_vec());
+            true
+        })?;
+        let mut out = Vec::new();
+        let mut bad = None;
+        tx.for_each(Table::Blobs, b"", &mut |k, v| {
+            if !damaged.contains(k) {
+                let d = String::from_utf8_lossy(k).into_owned();
+                match records::decode::<BlobRecord>(&format!("blob record {d}"), v) {
+                    Ok(r) => out.push((d, r.size)),
+                    Err(e) => bad = Some(e),
+                }
+            }
+            bad.is_none()
+        })?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    fn install_blob(
+        &self,
+        repo: Option<&str>,
+        staged: &Path,
+        digest: &Digest,
+        size: u64,
+        blocks: &[u8],
+    ) -> Result<(), StoreError> {
         let d = digest.to_string();
         let _gate = self.gate();
         let mut tx = self.kv.write()?;
@@ -82,8 +141,10 @@ impl Store {
                 }
             }
         }
-        tx.insert(Table::RepoBlobs, &kv::key(&[repo, &d]), b"")?;
-        touch_repo(&mut tx, repo)?;
+        if let Some(repo) = repo {
+            tx.insert(Table::RepoBlobs, &kv::key(&[repo, &d]), b"")?;
+            touch_repo(&mut tx, repo)?;
+        }
         tx.commit()
     }
 

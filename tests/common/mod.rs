@@ -143,6 +143,12 @@ impl Server {
 
     /// SIGTERM, wait, and start again on the same data directory.
     pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// SIGTERM and wait (the data directory is free for offline commands).
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             unsafe_term(c.id());
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -152,7 +158,6 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
-        self.spawn();
     }
 
     pub fn start_again(&mut self) {

@@ -1,0 +1,245 @@
+//! `berth export`, `berth import`, `berth inventory`: air-gap bundles.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use berth::bundle::export::{self, ExportOptions, Source};
+use berth::bundle::inventory::Inventory;
+use berth::bundle::select::{parse_platforms, Pattern};
+use berth::bundle::source::{StoreSource, UrlSource};
+use berth::bundle::{apply, import, BundleError};
+use berth::config::{Config, MergeMode, RepoPolicy};
+use berth::registry::Registry;
+use berth::store::{Store, StoreOptions};
+
+pub struct ExportArgs {
+    pub data_dir: PathBuf,
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub output: String,
+    pub platform: Option<String>,
+    pub have: Option<PathBuf>,
+    pub zstd: Option<i32>,
+    pub no_referrers: bool,
+    pub json: bool,
+    pub quiet: bool,
+    pub patterns: Vec<String>,
+}
+
+pub fn export(a: ExportArgs) -> Result<(), String> {
+    let e = |e: BundleError| e.to_string();
+    let mut opts = ExportOptions {
+        patterns: a
+            .patterns
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<_, _>>()
+            .map_err(e)?,
+        platforms: a
+            .platform
+            .as_deref()
+            .map(parse_platforms)
+            .transpose()
+            .map_err(e)?
+            .unwrap_or_default(),
+        referrers: !a.no_referrers,
+        zstd: a
+            .zstd
+            .or_else(|| (a.output.ends_with(".zst") || a.output.ends_with(".zstd")).then_some(3)),
+        ..ExportOptions::default()
+    };
+    if let Some(h) = &a.have {
+        let bytes = std::fs::read(h).map_err(|err| format!("{}: {err}", h.display()))?;
+        opts.have = Inventory::parse(&bytes).map_err(e)?.into_set();
+    }
+    let store;
+    let src: Box<dyn Source> = match &a.url {
+        Some(u) => Box::new(UrlSource::new(u, a.user.as_deref())),
+        None => {
+            store =
+                Store::open(&a.data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+            Box::new(StoreSource(&store))
+        }
+    };
+    let plan = export::plan(src.as_ref(), &opts).map_err(e)?;
+    let bar = bar(!a.quiet && !a.json, plan.blob_bytes());
+    if let Some(b) = bar.clone() {
+        opts.progress = Some(Box::new(move |n| b.set_position(n)));
+    }
+    let report = if a.output == "-" {
+        let out = std::io::stdout().lock();
+        export::write(
+            src.as_ref(),
+            &plan,
+            &opts,
+            BufWriter::with_capacity(1 << 20, out),
+        )
+        .map_err(e)?
+    } else {
+        // written aside and renamed, so a cut-short export never looks complete
+        let part = format!("{}.partial", a.output);
+        let f = File::create(&part).map_err(|err| format!("{part}: {err}"))?;
+        let written = export::write(
+            src.as_ref(),
+            &plan,
+            &opts,
+            BufWriter::with_capacity(1 << 20, &f),
+        )
+        .and_then(|r| f.sync_all().map(|_| r).map_err(BundleError::from));
+        match written {
+            Ok(r) => {
+                std::fs::rename(&part, &a.output).map_err(|err| format!("{}: {err}", a.output))?;
+                r
+            }
+            Err(err) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(err.to_string());
+            }
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if a.json {
+        print_json(&report, a.output == "-");
+    } else if !a.quiet {
+        eprintln!(
+            "exported {} tag(s), {} manifest(s), {} blob(s) ({:.1} MB, {} left out as the destination has them) \
+             in {:.1} s ({:.0} MB/s); bundle {:.1} MB",
+            report.tags.len(),
+            report.manifests,
+            report.blobs,
+            report.blob_bytes as f64 / 1e6,
+            report.omitted_blobs,
+            report.seconds,
+            report.mb_per_s,
+            report.bundle_bytes as f64 / 1e6
+        );
+        for s in &report.skipped {
+            eprintln!("skipped {s}: none of its platforms was asked for");
+        }
+    }
+    Ok(())
+}
+
+pub struct ImportArgs {
+    pub data_dir: PathBuf,
+    pub config: Option<PathBuf>,
+    pub repo: Option<String>,
+    pub no_merge: bool,
+    pub threads: usize,
+    pub json: bool,
+    pub quiet: bool,
+    pub input: String,
+}
+
+pub fn import(a: ImportArgs) -> Result<(), String> {
+    let e = |e: BundleError| e.to_string();
+    let mut cfg = Config::load(a.config.as_deref()).map_err(|e| e.to_string())?;
+    if a.no_merge {
+        // as-is: a tag points at exactly what the bundle says
+        cfg.repositories.insert(
+            0,
+            RepoPolicy {
+                pattern: "*".into(),
+                merge: MergeMode::Overwrite,
+                prefer: Vec::new(),
+                default_platform: None,
+            },
+        );
+    }
+    let store = Store::open(&a.data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+    let registry = Registry::new(Arc::new(store), cfg);
+    let start = Instant::now();
+    let show = !a.quiet && !a.json;
+    let contents = if Path::new(&a.input).is_dir() {
+        import::read_dir(&registry.store, Path::new(&a.input), a.threads).map_err(e)?
+    } else {
+        let (input, total): (Box<dyn std::io::Read>, u64) = if a.input == "-" {
+            (Box::new(std::io::stdin().lock()), 0)
+        } else {
+            let f = File::open(&a.input).map_err(|err| format!("{}: {err}", a.input))?;
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            (Box::new(f), len)
+        };
+        let bar = bar(show, total);
+        let b2 = bar.clone();
+        let progress = move |n: u64| {
+            if let Some(b) = &b2 {
+                b.set_position(n);
+            }
+        };
+        let c = import::read_stream(&registry.store, input, a.threads, Some(&progress)).map_err(e);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        c?
+    };
+    let applied = apply::apply(&registry, &contents, a.repo.as_deref()).map_err(e)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let report = serde_json::json!({
+        "blobs_verified": contents.blobs_staged,
+        "bytes_verified": contents.bytes_staged,
+        "blobs_already_present": contents.blobs_present,
+        "manifests": applied.manifests,
+        "tags": applied.tags.iter().map(|(t, d)| serde_json::json!({"tag": t, "digest": d})).collect::<Vec<_>>(),
+        "untagged": applied.untagged,
+        "seconds": seconds,
+        "mb_per_s": contents.bytes_staged as f64 / 1e6 / seconds.max(1e-9),
+    });
+    if a.json {
+        print_json(&report, false);
+    } else if !a.quiet {
+        eprintln!(
+            "imported {} blob(s) ({:.1} MB, verified; {} already present), {} manifest(s) in {seconds:.1} s",
+            contents.blobs_staged,
+            contents.bytes_staged as f64 / 1e6,
+            contents.blobs_present,
+            applied.manifests
+        );
+        for (t, d) in &applied.tags {
+            eprintln!("{t} -> {d}");
+        }
+    }
+    Ok(())
+}
+
+pub fn inventory(data_dir: &Path, output: &str) -> Result<(), String> {
+    let store = Store::open(data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+    let inv = Inventory::of(&store).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(&inv).expect("inventory serialises");
+    if output == "-" {
+        std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| e.to_string())?;
+    } else {
+        std::fs::write(output, &bytes).map_err(|e| format!("{output}: {e}"))?;
+        eprintln!("{} blob(s) listed in {output}", inv.blobs.len());
+    }
+    Ok(())
+}
+
+fn bar(show: bool, total: u64) -> Option<indicatif::ProgressBar> {
+    (show && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        b
+    })
+}
+
+fn print_json(v: &impl serde::Serialize, to_stderr: bool) {
+    let s = serde_json::to_string_pretty(v).expect("report serialises");
+    if to_stderr {
+        eprintln!("{s}");
+    } else {
+        println!("{s}");
+    }
+}
