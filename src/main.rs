@@ -184,7 +184,15 @@ enum ConfigCommand {
 
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+        // actix logs each unparsable request at ERROR; clients cause those
+        // (skopeo and podman try a TLS hello on a plain port before falling
+        // back to HTTP), so they are not the operator's problem
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                "{},actix_http::h1::dispatcher=off",
+                cfg.log.level
+            ))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -332,3 +332,155 @@ fn skopeo_pushes_of_separate_platforms_merge() {
     assert!(ok, "pull --all: {log}");
     assert_eq!(blob_names(&all).len(), 4 * 3 + 1);
 }
+
+fn berth(args: &[&str]) -> (bool, String) {
+    let mut all = vec![env!("CARGO_BIN_EXE_berth")];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// Bundles interoperate with skopeo both ways: skopeo reads Berth's bundle
+/// (`oci-archive:`) and pushes it byte-identically; Berth imports skopeo's
+/// oci-archive and docker-archive tars.
+#[test]
+fn skopeo_reads_and_writes_berth_bundles() {
+    if !have("skopeo") {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+            "skopeo is required"
+        );
+        eprintln!("skopeo not installed: client test not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |n: &str| tmp.path().join(n).display().to_string();
+    std::fs::write(
+        t("policy.json"),
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let policy = t("policy.json");
+    let skopeo = |from: &str, to: &str, all: bool| {
+        let mut args = vec![
+            "skopeo",
+            "copy",
+            "--policy",
+            &policy,
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ];
+        if all {
+            args.push("--all");
+        }
+        args.extend([from, to]);
+        let (ok, log) = run(&args);
+        assert!(ok, "skopeo copy {from} {to}: {log}");
+    };
+    let digest_of = |s: &Server, repo: &str| {
+        let r = ureq::get(&s.url(&format!("/v2/{repo}/manifests/v1")))
+            .set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .unwrap();
+        r.header("docker-content-digest").unwrap().to_string()
+    };
+
+    // source: a two-platform index and a single image whose config names its
+    // layer's diff_id (docker-archive needs it), pushed with skopeo
+    let mut a = Server::start();
+    let index = make_layout(&tmp.path().join("multi"));
+    skopeo(
+        &format!("oci:{}:v1", t("multi")),
+        &format!("docker://127.0.0.1:{}/multi/app:v1", a.port),
+        true,
+    );
+    let single = tmp.path().join("single");
+    std::fs::create_dir_all(single.join("blobs/sha256")).unwrap();
+    let raw = bytes(77, 30_000);
+    let layer = put_blob(&single, &gzip_stored(&raw));
+    let cfg = put_blob(
+        &single,
+        &serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&raw)]}}))
+        .unwrap(),
+    );
+    let m = put_blob(&single, &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": common::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg["digest"], "size": cfg["size"]},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"]}]})).unwrap());
+    write_top(
+        &single,
+        &json!({"mediaType": common::OCI_MANIFEST, "digest": m["digest"], "size": m["size"]}),
+    );
+    skopeo(
+        &format!("oci:{}:v1", t("single")),
+        &format!("docker://127.0.0.1:{}/single/app:v1", a.port),
+        false,
+    );
+    // skopeo's own archives of both
+    skopeo(
+        &format!("docker://127.0.0.1:{}/multi/app:v1", a.port),
+        &format!("oci-archive:{}:multi/app:v1", t("skopeo.tar")),
+        true,
+    );
+    skopeo(
+        &format!("docker://127.0.0.1:{}/single/app:v1", a.port),
+        &format!("docker-archive:{}:single/app:v1", t("docker.tar")),
+        false,
+    );
+    a.stop();
+
+    // skopeo reads Berth's bundle and pushes it byte-identically
+    let (ok, log) = berth(&[
+        "export",
+        "--data-dir",
+        a.data.to_str().unwrap(),
+        "-o",
+        &t("berth.tar"),
+        "-q",
+    ]);
+    assert!(ok, "export: {log}");
+    let b = Server::start();
+    skopeo(
+        &format!("oci-archive:{}:multi/app:v1", t("berth.tar")),
+        &format!("docker://127.0.0.1:{}/copy/multi:v1", b.port),
+        true,
+    );
+    assert_eq!(digest_of(&b, "copy/multi"), index);
+    skopeo(
+        &format!("oci-archive:{}:single/app:v1", t("berth.tar")),
+        &format!("docker://127.0.0.1:{}/copy/single:v1", b.port),
+        false,
+    );
+    assert_eq!(digest_of(&b, "copy/single"), m["digest"].as_str().unwrap());
+
+    // Berth imports skopeo's oci-archive: the same index
+    let (ok, log) = berth(&["import", "--data-dir", &t("c"), &t("skopeo.tar")]);
+    assert!(ok, "import oci-archive: {log}");
+    let c = Server::on(&tmp.path().join("c"));
+    assert_eq!(digest_of(&c, "multi/app"), index);
+    drop(c);
+
+    // and a docker-archive: the same config, layers as the uncompressed diff_ids
+    let (ok, log) = berth(&["import", "--data-dir", &t("d"), &t("docker.tar")]);
+    assert!(ok, "import docker-archive: {log}");
+    let d = Server::on(&tmp.path().join("d"));
+    let got: serde_json::Value = serde_json::from_slice(
+        &common::Client::new(&d)
+            .req(
+                "GET",
+                "/v2/single/app/manifests/v1",
+                &[("Accept", common::OCI_MANIFEST)],
+                b"",
+            )
+            .body,
+    )
+    .unwrap();
+    assert_eq!(got["config"]["digest"], cfg["digest"]);
+    assert_eq!(got["layers"][0]["digest"].as_str().unwrap(), sha256(&raw));
+    assert_eq!(
+        got["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    drop(d);
+    let (ok, log) = berth(&["verify", "--data-dir", &t("d")]);
+    assert!(ok, "verify: {log}");
+}

@@ -90,7 +90,7 @@ impl Server {
             "--data-dir",
         ])
         .arg(&self.data)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,actix_http::h1::dispatcher=off")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
         for (k, v) in &self.extra {
