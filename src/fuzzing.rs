@@ -70,15 +70,42 @@ pub fn htpasswd(data: &[u8]) {
     }
 }
 
+/// Bundle reading (tar, tar.zst, tar.gz; layouts and docker archives) and
+/// applying what it holds, against one scratch store per process.
+pub fn bundle(data: &[u8]) {
+    use std::sync::OnceLock;
+    static REGISTRY: OnceLock<crate::registry::Registry> = OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("berth-fuzz-bundle-{}", std::process::id()));
+        let store = crate::store::Store::open(&dir, &crate::store::StoreOptions::default())
+            .expect("a scratch store opens");
+        crate::registry::Registry::new(std::sync::Arc::new(store), crate::config::Config::default())
+    });
+    if let Ok(contents) = crate::bundle::import::read_stream(
+        &registry.store,
+        data,
+        crate::bundle::import::ReadOptions {
+            threads: 1,
+            progress: None,
+            local: true,
+        },
+    ) {
+        let dest = crate::bundle::apply::Local(registry);
+        let _ =
+            crate::bundle::apply::apply(&registry.store, &dest, &contents, Some("fuzz"), 1 << 22);
+    }
+}
+
 /// A fuzz entry point.
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the corpus replay.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("digest", digest),
     ("reference", reference),
     ("manifest_json", manifest_json),
     ("platform", platform),
     ("range", range),
     ("htpasswd", htpasswd),
+    ("bundle", bundle),
 ];

@@ -119,8 +119,19 @@ enum Command {
     /// any tool, or a `docker save` tar (server stopped). Every blob is
     /// verified before any tag moves; re-running resumes an interrupted import.
     Import {
-        #[arg(long, default_value = "berth-data")]
+        #[arg(long, default_value = "berth-data", conflicts_with = "url")]
         data_dir: PathBuf,
+        /// Push into a running registry instead, e.g. http://127.0.0.1:5000
+        /// (blobs are verified in a local staging dir first).
+        #[arg(long)]
+        url: Option<String>,
+        /// USER:PASSWORD for --url.
+        #[arg(long, requires = "url")]
+        user: Option<String>,
+        /// Staging dir for --url (default: the system temp dir); kept when an
+        /// import fails, so a re-run resumes.
+        #[arg(long, requires = "url")]
+        staging: Option<PathBuf>,
         /// Config file (merge policies per repository).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -296,6 +307,9 @@ fn main() -> ExitCode {
         })),
         Command::Import {
             data_dir,
+            url,
+            user,
+            staging,
             config,
             repo,
             no_merge,
@@ -305,6 +319,9 @@ fn main() -> ExitCode {
             input,
         } => exit(cli::bundle::import(cli::bundle::ImportArgs {
             data_dir,
+            url,
+            user,
+            staging,
             config,
             repo,
             no_merge,

@@ -383,6 +383,25 @@ fn incremental_export_carries_only_new_blobs() {
     );
     drop(e);
 
+    // into a running server that holds v1 (the check asks it over HTTP) ...
+    let mut b = Server::on(&dest);
+    let fresh = Server::start();
+    let err = fails(&["import", "--url", &fresh.url(""), p(&second)]);
+    assert!(
+        err.contains("lacks") && err.contains(&sha256(&bytes(10, 100_000))),
+        "{err}"
+    );
+    assert_eq!(
+        Client::new(&fresh).get("/v2/_catalog").json()["repositories"],
+        json!([])
+    );
+    drop(fresh);
+    ok(&["import", "--url", &b.url(""), p(&second), "-q"]);
+    let c = Client::new(&b);
+    let got = c.req("GET", "/v2/app/manifests/v2", &[("Accept", ALL)], b"");
+    assert_eq!(got.header("docker-content-digest"), Some(v2.as_str()));
+    // ... and offline, where it finds everything present
+    b.stop();
     ok(&["import", "--data-dir", p(&dest), p(&second), "-q"]);
     let b = Server::on(&dest);
     let c = Client::new(&b);
@@ -547,4 +566,117 @@ fn import_killed_midway_resumes_on_rerun() {
     drop(b);
     ok(&["verify", "--data-dir", p(&dest)]);
     eprintln!("re-run after kill -9: {report}");
+}
+
+#[test]
+fn export_from_a_running_server_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, idx) = source();
+    let before = snapshot(&Client::new(&a));
+    let bundle = dir(&tmp, "live.tar.zst");
+    ok(&["export", "--url", &a.url(""), "-o", p(&bundle), "-q"]);
+    let dest = dir(&tmp, "dest");
+    ok(&["import", "--data-dir", p(&dest), p(&bundle), "-q"]);
+    let b = Server::on(&dest);
+    let c = Client::new(&b);
+    assert_eq!(snapshot(&c), before);
+    let refs = c.get(&format!("/v2/team/app/referrers/{idx}")).json();
+    assert_eq!(refs["manifests"].as_array().unwrap().len(), 1, "{refs}");
+    // the platform filter works on what the server reports too
+    let arm = dir(&tmp, "arm.tar");
+    ok(&[
+        "export",
+        "--url",
+        &a.url(""),
+        "-o",
+        p(&arm),
+        "--platform",
+        "linux/arm64",
+        "team/app",
+        "-q",
+    ]);
+    let dest = dir(&tmp, "dest-arm");
+    ok(&["import", "--data-dir", p(&dest), p(&arm), "-q"]);
+    let b = Server::on(&dest);
+    let got = Client::new(&b).req("GET", "/v2/team/app/manifests/v1", &[("Accept", ALL)], b"");
+    assert_eq!(platforms(&got.body), ["linux/arm64".to_string()].into());
+}
+
+/// Import goes through the push path: a platform arriving for a tag that
+/// holds another one merges into an index, into a running server (--url)
+/// as into a data directory; --no-merge points the tag at the bundle's image.
+#[test]
+fn import_merges_platforms_into_existing_tags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Server::start();
+    let arm = push_platform(
+        &Client::new(&a),
+        "edge/app",
+        "v1",
+        "linux/arm64",
+        &bytes(20, 5000),
+    );
+    a.stop();
+    let bundle = dir(&tmp, "arm.tar");
+    ok(&["export", "--data-dir", p(&a.data), "-o", p(&bundle), "-q"]);
+
+    let mut b = Server::start();
+    let amd = push_platform(
+        &Client::new(&b),
+        "edge/app",
+        "v1",
+        "linux/amd64",
+        &bytes(21, 5000),
+    );
+    let staging = dir(&tmp, "staging");
+    ok(&[
+        "import",
+        "--url",
+        &b.url(""),
+        "--staging",
+        p(&staging),
+        p(&bundle),
+        "-q",
+    ]);
+    assert!(
+        !staging.exists(),
+        "staging dir kept after a successful import"
+    );
+    let c = Client::new(&b);
+    let got = c.req("GET", "/v2/edge/app/manifests/v1", &[("Accept", ALL)], b"");
+    assert_eq!(
+        platforms(&got.body),
+        ["linux/amd64", "linux/arm64"].map(String::from).into()
+    );
+    check_graph(&c, "edge/app", &got.body);
+
+    // offline, into a copy of the destination before the import
+    b.stop();
+    let d = dir(&tmp, "offline");
+    let mut s = Server::on(&d);
+    push_platform(
+        &Client::new(&s),
+        "edge/app",
+        "v1",
+        "linux/amd64",
+        &bytes(21, 5000),
+    );
+    s.stop();
+    ok(&["import", "--data-dir", p(&d), p(&bundle), "-q"]);
+    s.start_again();
+    let got = Client::new(&s).req("GET", "/v2/edge/app/manifests/v1", &[("Accept", ALL)], b"");
+    assert_eq!(platforms(&got.body).len(), 2);
+    s.stop();
+    ok(&[
+        "import",
+        "--data-dir",
+        p(&d),
+        p(&bundle),
+        "--no-merge",
+        "-q",
+    ]);
+    s.start_again();
+    let got = Client::new(&s).req("GET", "/v2/edge/app/manifests/v1", &[("Accept", ALL)], b"");
+    assert_eq!(got.header("docker-content-digest"), Some(arm.as_str()));
+    assert_ne!(arm, amd);
 }

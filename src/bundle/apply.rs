@@ -1,6 +1,6 @@
 //! `berth import`, second half: once every blob is staged and verified,
 //! check each tag's graph is complete, then push manifests (children
-//! first) and move tags through the registry's normal push path, so the
+//! first) and move tags through a destination's normal push path, so the
 //! multi-arch merge applies exactly as for a client push.
 
 use std::collections::HashSet;
@@ -12,8 +12,62 @@ use super::docker;
 use super::import::Contents;
 use super::layout;
 use super::{BundleError, Result};
-use crate::oci::{manifest, Descriptor, Digest, Kind, Reference};
+use crate::oci::{manifest, Digest, Kind, Reference};
 use crate::registry::Registry;
+use crate::store::Store;
+
+/// Where imported manifests and tags go.
+pub trait Destination {
+    /// Whether `repo` can have blob `d` without it being in the bundle.
+    fn has_blob(&self, repo: &str, d: &Digest) -> Result<bool>;
+    /// Give `repo` the blob `d`, staged (verified) in `staging`.
+    fn put_blob(&self, repo: &str, d: &Digest, staging: &Store) -> Result<()>;
+    /// Push a manifest by digest, tagged `tags`; returns the digest the
+    /// first tag points to afterwards (an index when platforms merged).
+    fn put_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        media_type: &str,
+        bytes: &[u8],
+        tags: Vec<String>,
+    ) -> Result<Option<Digest>>;
+}
+
+/// The data directory the bundle was staged into.
+pub struct Local<'a>(pub &'a Registry);
+
+impl Destination for Local<'_> {
+    fn has_blob(&self, _repo: &str, d: &Digest) -> Result<bool> {
+        Ok(self.0.store.has_blob(d)?)
+    }
+
+    fn put_blob(&self, repo: &str, d: &Digest, _staging: &Store) -> Result<()> {
+        self.0.store.mount_blob(repo, d, None)?;
+        Ok(())
+    }
+
+    fn put_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        media_type: &str,
+        bytes: &[u8],
+        tags: Vec<String>,
+    ) -> Result<Option<Digest>> {
+        let done = self
+            .0
+            .put_manifest(
+                repo,
+                &Reference::Digest(digest.clone()),
+                media_type,
+                bytes,
+                tags,
+            )
+            .map_err(|e| BundleError::Registry(format!("{repo}@{digest}: {e}")))?;
+        Ok(done.tag_digests.into_iter().next().map(|(_, d)| d))
+    }
+}
 
 /// A tag (or untagged manifest) to apply.
 struct Target {
@@ -33,20 +87,31 @@ pub struct Applied {
     pub manifests: u64,
 }
 
-/// Apply what `contents` holds; `repo` overrides (or supplies) the
-/// repository of every entry.
-pub fn apply(registry: &Registry, contents: &Contents, repo: Option<&str>) -> Result<Applied> {
-    let targets = targets(registry, contents, repo)?;
+/// Apply what `contents` holds (staged in `staging`) to `dest`; `repo`
+/// overrides (or supplies) the repository of every entry.
+pub fn apply(
+    staging: &Store,
+    dest: &dyn Destination,
+    contents: &Contents,
+    repo: Option<&str>,
+    max_manifest: u64,
+) -> Result<Applied> {
+    let ctx = Ctx {
+        staging,
+        dest,
+        max_manifest,
+    };
+    let targets = targets(staging, contents, repo)?;
     // everything needed, before anything moves
     let mut missing = Vec::new();
     let mut seen = HashSet::new();
     for t in &targets {
         let bytes = match &t.bytes {
             Some(b) => Some(b.clone()),
-            None => load(registry, &t.digest, &mut missing)?,
+            None => ctx.load(&t.digest, &mut missing)?,
         };
         if let Some(b) = bytes {
-            check(registry, &t.media_type, &b, &mut seen, &mut missing)?;
+            ctx.check(&t.repo, &t.media_type, &b, &mut seen, &mut missing)?;
         }
     }
     if !missing.is_empty() {
@@ -59,11 +124,12 @@ pub fn apply(registry: &Registry, contents: &Contents, repo: Option<&str>) -> Re
     for t in &targets {
         let bytes = match &t.bytes {
             Some(b) => b.clone(),
-            None => load(registry, &t.digest, &mut Vec::new())?.expect("checked above"),
+            None => ctx
+                .load(&t.digest, &mut Vec::new())?
+                .expect("checked above"),
         };
         let tags: Vec<String> = t.tag.iter().cloned().collect();
-        let after = push(
-            registry,
+        let after = ctx.push(
             &t.repo,
             &t.media_type,
             &t.digest,
@@ -74,8 +140,10 @@ pub fn apply(registry: &Registry, contents: &Contents, repo: Option<&str>) -> Re
         )?;
         match &t.tag {
             Some(tag) => {
-                let d = after.unwrap_or_else(|| t.digest.to_string());
-                applied.tags.push((format!("{}:{tag}", t.repo), d));
+                let d = after.unwrap_or_else(|| t.digest.clone());
+                applied
+                    .tags
+                    .push((format!("{}:{tag}", t.repo), d.to_string()));
             }
             None => applied.untagged += 1,
         }
@@ -84,7 +152,7 @@ pub fn apply(registry: &Registry, contents: &Contents, repo: Option<&str>) -> Re
 }
 
 /// The entries of `index.json` (or a docker archive's images), tagged first.
-fn targets(registry: &Registry, contents: &Contents, repo: Option<&str>) -> Result<Vec<Target>> {
+fn targets(staging: &Store, contents: &Contents, repo: Option<&str>) -> Result<Vec<Target>> {
     let mut out = Vec::new();
     if let Some(index) = &contents.index {
         for e in &index.manifests {
@@ -104,7 +172,7 @@ fn targets(registry: &Registry, contents: &Contents, repo: Option<&str>) -> Resu
             });
         }
     } else if let Some(json) = &contents.docker {
-        for image in docker::images(json, &contents.files, &registry.store)? {
+        for image in docker::images(json, &contents.files, staging)? {
             let digest =
                 crate::verify::digest_bytes(crate::oci::Algorithm::Sha256, &image.manifest);
             let mut names: Vec<(String, Option<String>)> = image
@@ -152,112 +220,105 @@ fn check_name(repo: &str, tag: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// A manifest's bytes from its staged blob; None (noted missing) if absent.
-fn load(registry: &Registry, d: &Digest, missing: &mut Vec<String>) -> Result<Option<Vec<u8>>> {
-    if !registry.store.has_blob(d)? {
-        missing.push(d.to_string());
-        return Ok(None);
-    }
-    let limit = registry.config.limits.max_manifest_bytes as u64;
-    let mut bytes = Vec::new();
-    std::fs::File::open(registry.store.files().blob_path(d))?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(BundleError::Bad(format!(
-            "manifest {d} is larger than {limit} bytes"
-        )));
-    }
-    Ok(Some(bytes))
+struct Ctx<'a> {
+    staging: &'a Store,
+    dest: &'a dyn Destination,
+    max_manifest: u64,
 }
 
-/// Note every manifest and blob the graph of `bytes` needs and lacks.
-fn check(
-    registry: &Registry,
-    media_type: &str,
-    bytes: &[u8],
-    seen: &mut HashSet<Digest>,
-    missing: &mut Vec<String>,
-) -> Result<()> {
-    let s = manifest::parse(media_type, bytes)
-        .map_err(|e| BundleError::Bad(format!("a manifest: {e}")))?;
-    for b in s.required_blobs() {
-        if seen.insert(b.digest.clone()) && !registry.store.has_blob(&b.digest)? {
-            missing.push(b.digest.to_string());
+impl Ctx<'_> {
+    /// A manifest's bytes from its staged blob; None (noted missing) if absent.
+    fn load(&self, d: &Digest, missing: &mut Vec<String>) -> Result<Option<Vec<u8>>> {
+        if !self.staging.has_blob(d)? {
+            missing.push(d.to_string());
+            return Ok(None);
         }
+        let limit = self.max_manifest;
+        let mut bytes = Vec::new();
+        std::fs::File::open(self.staging.files().blob_path(d))?
+            .take(limit + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(BundleError::Bad(format!(
+                "manifest {d} is larger than {limit} bytes"
+            )));
+        }
+        Ok(Some(bytes))
     }
-    for c in &s.children {
-        if seen.insert(c.digest.clone()) {
-            if let Some(cb) = load(registry, &c.digest, missing)? {
-                check(registry, &c.media_type, &cb, seen, missing)?;
+
+    fn has(&self, repo: &str, d: &Digest) -> Result<bool> {
+        Ok(self.staging.has_blob(d)? || self.dest.has_blob(repo, d)?)
+    }
+
+    /// Note every manifest and blob the graph of `bytes` needs and lacks.
+    fn check(
+        &self,
+        repo: &str,
+        media_type: &str,
+        bytes: &[u8],
+        seen: &mut HashSet<(String, Digest)>,
+        missing: &mut Vec<String>,
+    ) -> Result<()> {
+        let s = manifest::parse(media_type, bytes)
+            .map_err(|e| BundleError::Bad(format!("a manifest: {e}")))?;
+        for b in s.required_blobs() {
+            if seen.insert((repo.to_string(), b.digest.clone())) && !self.has(repo, &b.digest)? {
+                missing.push(b.digest.to_string());
             }
         }
-    }
-    Ok(())
-}
-
-/// Push a manifest (its children and blobs first) into `repo`; returns the
-/// digest its tag points to afterwards when that differs (a merge).
-#[allow(clippy::too_many_arguments)]
-fn push(
-    registry: &Registry,
-    repo: &str,
-    media_type: &str,
-    digest: &Digest,
-    bytes: &[u8],
-    tags: Vec<String>,
-    pushed: &mut HashSet<(String, Digest)>,
-    applied: &mut Applied,
-) -> Result<Option<String>> {
-    let s = manifest::parse(media_type, bytes)
-        .map_err(|e| BundleError::Bad(format!("{digest}: {e}")))?;
-    if tags.is_empty() && !pushed.insert((repo.to_string(), digest.clone())) {
-        return Ok(None);
-    }
-    if s.kind == Kind::Index {
         for c in &s.children {
-            let cb = load(registry, &c.digest, &mut Vec::new())?
-                .ok_or_else(|| BundleError::Missing(vec![c.digest.to_string()]))?;
-            push_child(registry, repo, c, &cb, pushed, applied)?;
+            if seen.insert((repo.to_string(), c.digest.clone())) {
+                if let Some(cb) = self.load(&c.digest, missing)? {
+                    self.check(repo, &c.media_type, &cb, seen, missing)?;
+                }
+            }
         }
+        Ok(())
     }
-    for b in s.required_blobs() {
-        registry.store.mount_blob(repo, &b.digest, None)?;
-    }
-    let done = registry
-        .put_manifest(
-            repo,
-            &Reference::Digest(digest.clone()),
-            media_type,
-            bytes,
-            tags,
-        )
-        .map_err(|e| BundleError::Registry(format!("{repo}@{digest}: {e}")))?;
-    applied.manifests += 1;
-    Ok(done
-        .tag_digests
-        .first()
-        .map(|(_, d)| d.to_string())
-        .filter(|d| d != &digest.to_string()))
-}
 
-fn push_child(
-    registry: &Registry,
-    repo: &str,
-    c: &Descriptor,
-    bytes: &[u8],
-    pushed: &mut HashSet<(String, Digest)>,
-    applied: &mut Applied,
-) -> Result<()> {
-    push(
-        registry,
-        repo,
-        &c.media_type,
-        &c.digest,
-        bytes,
-        Vec::new(),
-        pushed,
-        applied,
-    )
-    .map(|_| ())
+    /// Push a manifest (its children and blobs first) into `repo`; returns
+    /// the digest its first tag points to afterwards.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &self,
+        repo: &str,
+        media_type: &str,
+        digest: &Digest,
+        bytes: &[u8],
+        tags: Vec<String>,
+        pushed: &mut HashSet<(String, Digest)>,
+        applied: &mut Applied,
+    ) -> Result<Option<Digest>> {
+        let s = manifest::parse(media_type, bytes)
+            .map_err(|e| BundleError::Bad(format!("{digest}: {e}")))?;
+        if tags.is_empty() && !pushed.insert((repo.to_string(), digest.clone())) {
+            return Ok(None);
+        }
+        if s.kind == Kind::Index {
+            for c in &s.children {
+                let cb = self
+                    .load(&c.digest, &mut Vec::new())?
+                    .ok_or_else(|| BundleError::Missing(vec![c.digest.to_string()]))?;
+                self.push(
+                    repo,
+                    &c.media_type,
+                    &c.digest,
+                    &cb,
+                    Vec::new(),
+                    pushed,
+                    applied,
+                )?;
+            }
+        }
+        for b in s.required_blobs() {
+            if pushed.insert((repo.to_string(), b.digest.clone())) {
+                self.dest.put_blob(repo, &b.digest, self.staging)?;
+            }
+        }
+        let after = self
+            .dest
+            .put_manifest(repo, digest, media_type, bytes, tags)?;
+        applied.manifests += 1;
+        Ok(after)
+    }
 }

@@ -39,13 +39,20 @@ pub struct Contents {
     pub bytes_staged: u64,
 }
 
-/// Read a bundle from a stream; `progress` gets the input bytes read so far.
-pub fn read_stream(
-    store: &Store,
-    input: impl Read,
-    threads: usize,
-    progress: Option<&(dyn Fn(u64) + Sync)>,
-) -> Result<Contents> {
+#[derive(Clone, Copy, Default)]
+pub struct ReadOptions<'a> {
+    /// Hashing threads (0 = all cores).
+    pub threads: usize,
+    /// Called with the input bytes read so far.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// The store staged into is the destination, so blobs a bundle leaves
+    /// out must already be in it: refuse at once when they are not.
+    pub local: bool,
+}
+
+/// Read a bundle from a stream.
+pub fn read_stream(store: &Store, input: impl Read, opts: ReadOptions<'_>) -> Result<Contents> {
+    let progress = opts.progress;
     let counted = Counting {
         inner: input,
         n: 0,
@@ -61,7 +68,7 @@ pub fn read_stream(
         Box::new(buffered)
     };
     let mut archive = tar::Archive::new(plain);
-    stage_all(store, threads, |stager| {
+    stage_all(store, opts, |stager| {
         let mut last = String::from("the start");
         let entries = archive
             .entries()
@@ -86,11 +93,11 @@ pub fn read_stream(
 }
 
 /// Read an OCI image layout directory.
-pub fn read_dir(store: &Store, dir: &Path, threads: usize) -> Result<Contents> {
+pub fn read_dir(store: &Store, dir: &Path, opts: ReadOptions<'_>) -> Result<Contents> {
     let mut files = Vec::new();
     walk(dir, dir, &mut files)?;
     files.sort();
-    stage_all(store, threads, |stager| {
+    stage_all(store, opts, |stager| {
         for (rel, path) in &files {
             let mut f = File::open(path)?;
             let size = f.metadata()?.len();
@@ -122,10 +129,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()>
 /// Run `feed` with a stager whose hashing threads live for its duration.
 fn stage_all(
     store: &Store,
-    threads: usize,
+    opts: ReadOptions<'_>,
     feed: impl FnOnce(&mut Stager) -> Result<()>,
 ) -> Result<Contents> {
-    let threads = match threads {
+    let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
@@ -144,6 +151,7 @@ fn stage_all(
         }
         let mut stager = Stager {
             store,
+            local: opts.local,
             workers: senders,
             next: 0,
             contents: Contents::default(),
@@ -181,6 +189,7 @@ fn stage_all(
 /// Sorts bundle entries: metadata is kept, blobs go to the hashing threads.
 struct Stager<'a> {
     store: &'a Store,
+    local: bool,
     workers: Vec<SyncSender<Job>>,
     next: usize,
     contents: Contents,
@@ -207,7 +216,7 @@ impl Stager<'_> {
                     .map_err(|e| BundleError::Bad(format!("{name}: {e}")))?;
                 // refuse at once, before gigabytes are read, what cannot complete
                 let mut missing = Vec::new();
-                for b in &meta.omitted {
+                for b in meta.omitted.iter().filter(|_| self.local) {
                     let have = match b.digest.parse::<Digest>() {
                         Ok(d) => self.store.has_blob(&d)?,
                         Err(_) => false,

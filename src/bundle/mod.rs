@@ -16,6 +16,7 @@ pub mod export;
 pub mod import;
 pub mod inventory;
 pub mod layout;
+pub mod remote;
 pub mod select;
 pub mod source;
 

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use berth::bundle::export::{self, ExportOptions, Source};
 use berth::bundle::inventory::Inventory;
+use berth::bundle::remote::Remote;
 use berth::bundle::select::{parse_platforms, Pattern};
-use berth::bundle::source::{StoreSource, UrlSource};
+use berth::bundle::source::StoreSource;
 use berth::bundle::{apply, import, BundleError};
 use berth::config::{Config, MergeMode, RepoPolicy};
 use berth::registry::Registry;
@@ -57,7 +58,7 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
     }
     let store;
     let src: Box<dyn Source> = match &a.url {
-        Some(u) => Box::new(UrlSource::new(u, a.user.as_deref())),
+        Some(u) => Box::new(Remote::new(u, a.user.as_deref())),
         None => {
             store =
                 Store::open(&a.data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
@@ -127,6 +128,9 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
 
 pub struct ImportArgs {
     pub data_dir: PathBuf,
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub staging: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub repo: Option<String>,
     pub no_merge: bool,
@@ -151,34 +155,43 @@ pub fn import(a: ImportArgs) -> Result<(), String> {
             },
         );
     }
-    let store = Store::open(&a.data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
-    let registry = Registry::new(Arc::new(store), cfg);
+    let max_manifest = cfg.limits.max_manifest_bytes as u64;
     let start = Instant::now();
-    let show = !a.quiet && !a.json;
-    let contents = if Path::new(&a.input).is_dir() {
-        import::read_dir(&registry.store, Path::new(&a.input), a.threads).map_err(e)?
-    } else {
-        let (input, total): (Box<dyn std::io::Read>, u64) = if a.input == "-" {
-            (Box::new(std::io::stdin().lock()), 0)
-        } else {
-            let f = File::open(&a.input).map_err(|err| format!("{}: {err}", a.input))?;
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            (Box::new(f), len)
-        };
-        let bar = bar(show, total);
-        let b2 = bar.clone();
-        let progress = move |n: u64| {
-            if let Some(b) = &b2 {
-                b.set_position(n);
-            }
-        };
-        let c = import::read_stream(&registry.store, input, a.threads, Some(&progress)).map_err(e);
-        if let Some(b) = bar {
-            b.finish_and_clear();
+    let (contents, applied) = match &a.url {
+        None => {
+            let store =
+                Store::open(&a.data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+            let registry = Registry::new(Arc::new(store), cfg);
+            let contents = read(&registry.store, &a)?;
+            let dest = apply::Local(&registry);
+            let applied = apply::apply(
+                &registry.store,
+                &dest,
+                &contents,
+                a.repo.as_deref(),
+                max_manifest,
+            )
+            .map_err(e)?;
+            (contents, applied)
         }
-        c?
+        Some(url) => {
+            // verified into a scratch store first; kept when the import fails,
+            // so a re-run with the same staging dir skips what it holds
+            let staging = a
+                .staging
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("berth-import-staging"));
+            let store = Store::open(&staging, &StoreOptions::default())
+                .map_err(|err| format!("staging dir {}: {err}", staging.display()))?;
+            let contents = read(&store, &a)?;
+            let dest = Remote::new(url, a.user.as_deref());
+            let applied = apply::apply(&store, &dest, &contents, a.repo.as_deref(), max_manifest)
+                .map_err(e)?;
+            drop(store);
+            let _ = std::fs::remove_dir_all(&staging);
+            (contents, applied)
+        }
     };
-    let applied = apply::apply(&registry, &contents, a.repo.as_deref()).map_err(e)?;
     let seconds = start.elapsed().as_secs_f64();
     let report = serde_json::json!({
         "blobs_verified": contents.blobs_staged,
@@ -205,6 +218,46 @@ pub fn import(a: ImportArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Stage a bundle file, stdin or layout directory into `store`.
+fn read(store: &Store, a: &ImportArgs) -> Result<import::Contents, String> {
+    let e = |e: BundleError| e.to_string();
+    let opts = import::ReadOptions {
+        threads: a.threads,
+        progress: None,
+        local: a.url.is_none(),
+    };
+    if Path::new(&a.input).is_dir() {
+        return import::read_dir(store, Path::new(&a.input), opts).map_err(e);
+    }
+    let (input, total): (Box<dyn std::io::Read>, u64) = if a.input == "-" {
+        (Box::new(std::io::stdin().lock()), 0)
+    } else {
+        let f = File::open(&a.input).map_err(|err| format!("{}: {err}", a.input))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(f), len)
+    };
+    let bar = bar(!a.quiet && !a.json, total);
+    let b2 = bar.clone();
+    let progress = move |n: u64| {
+        if let Some(b) = &b2 {
+            b.set_position(n);
+        }
+    };
+    let c = import::read_stream(
+        store,
+        input,
+        import::ReadOptions {
+            progress: Some(&progress),
+            ..opts
+        },
+    )
+    .map_err(e);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    c
 }
 
 pub fn inventory(data_dir: &Path, output: &str) -> Result<(), String> {
