@@ -116,6 +116,16 @@ pub struct Limits {
     pub max_blob_bytes: u64,
     /// Largest JSON page a list request returns (tags, catalog).
     pub max_page: usize,
+    /// Upload sessions one user (or anonymous client address) may hold
+    /// open at once (0 = no limit); beyond: 429 TOOMANYREQUESTS.
+    pub max_sessions_per_user: usize,
+    /// Time a client has to send a request's line and headers, seconds
+    /// (slow-loris); beyond: 408 and the connection closes.
+    pub request_head_timeout_secs: u64,
+    /// Idle keep-alive connections close after this many seconds.
+    pub keep_alive_secs: u64,
+    /// Open connections per HTTP worker; beyond, new ones wait in the backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -239,6 +249,10 @@ impl Default for Limits {
             max_manifest_bytes: 4 << 20,
             max_blob_bytes: 0,
             max_page: 10_000,
+            max_sessions_per_user: 256,
+            request_head_timeout_secs: 10,
+            keep_alive_secs: 30,
+            max_connections: 4096,
         }
     }
 }

@@ -96,6 +96,7 @@ impl From<Error> for ApiError {
             Error::Unsupported(_) => (S::BAD_REQUEST, "UNSUPPORTED"),
             Error::RangeInvalid(_) => (S::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             Error::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+            Error::TooManyRequests(_) => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             Error::Store(se) => {
                 tracing::error!(error = %se, "store failure");
                 (S::INTERNAL_SERVER_ERROR, "UNKNOWN")

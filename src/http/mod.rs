@@ -179,6 +179,9 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
             .configure(configure)
     })
     .workers(workers)
+    .client_request_timeout(Duration::from_secs(config.limits.request_head_timeout_secs))
+    .keep_alive(Duration::from_secs(config.limits.keep_alive_secs))
+    .max_connections(config.limits.max_connections)
     .shutdown_timeout(30);
     #[cfg(feature = "tls")]
     let server = if config.tls.cert.is_empty() {

@@ -91,8 +91,8 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
         .map(|d| d.algorithm())
         .or(alg)
         .unwrap_or(Algorithm::Sha256);
-    let (reg, r) = (state.clone(), repo.clone());
-    let id = web::block(move || reg.start_upload(&r, alg)).await??;
+    let (reg, r, who) = (state.clone(), repo.clone(), owner(req));
+    let id = web::block(move || reg.start_upload(&r, alg, &who)).await??;
     let session = state.session(&repo, &id)?;
     let mut s = session.lock_owned().await;
     match digest {
@@ -239,4 +239,18 @@ async fn finish(
     let reg = state.clone();
     web::block(move || reg.finish_upload(&mut s, &digest)).await??;
     Ok(())
+}
+
+/// Who a session belongs to, for the per-user session limit: the
+/// authenticated user, or the client address when anonymous.
+fn owner(req: &HttpRequest) -> String {
+    match actix_web::HttpMessage::extensions(req).get::<crate::auth::Identity>() {
+        Some(crate::auth::Identity::User(u)) => u.clone(),
+        _ => format!(
+            "anonymous@{}",
+            req.peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default()
+        ),
+    }
 }

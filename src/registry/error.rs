@@ -33,6 +33,9 @@ pub enum Error {
     /// Content over a configured limit.
     #[error("content too large: {0}")]
     TooLarge(String),
+    /// A per-client limit reached (open upload sessions).
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

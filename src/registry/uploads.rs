@@ -76,10 +76,13 @@ impl Session {
 
 pub type SessionRef = Arc<tokio::sync::Mutex<Session>>;
 
+/// A live session: its repository, who opened it, and its state.
+type Live = (String, String, SessionRef);
+
 #[derive(Default)]
 pub struct Sessions {
-    /// id -> (repository, session)
-    live: Mutex<HashMap<String, (String, SessionRef)>>,
+    /// id -> (repository, owner, session)
+    live: Mutex<HashMap<String, Live>>,
 }
 
 impl Sessions {
@@ -92,14 +95,30 @@ impl Sessions {
         self.len() == 0
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, SessionRef)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Registry {
-    /// Open a session in `repo`, hashing with `alg` as bytes arrive.
-    pub fn start_upload(&self, repo: &str, alg: Algorithm) -> Result<String> {
+    /// Open a session in `repo` for `owner` (a user, or `anonymous@<ip>`),
+    /// hashing with `alg` as bytes arrive. An owner holds at most
+    /// `limits.max_sessions_per_user` open sessions.
+    pub fn start_upload(&self, repo: &str, alg: Algorithm, owner: &str) -> Result<String> {
+        let cap = self.config.limits.max_sessions_per_user;
+        if cap > 0 {
+            let open = self
+                .sessions
+                .map()
+                .values()
+                .filter(|v| v.1 == owner)
+                .count();
+            if open >= cap {
+                return Err(Error::TooManyRequests(format!(
+                    "{owner} has {open} upload sessions open (the limit is {cap}); finish or cancel some"
+                )));
+            }
+        }
         let id = self.store.create_upload(repo)?;
         let file = self.store.open_upload_file(&id)?;
         let s = Session {
@@ -112,7 +131,11 @@ impl Registry {
             last_active: Instant::now(),
             closed: false,
         };
-        let entry = (repo.to_string(), Arc::new(tokio::sync::Mutex::new(s)));
+        let entry = (
+            repo.to_string(),
+            owner.to_string(),
+            Arc::new(tokio::sync::Mutex::new(s)),
+        );
         self.sessions.map().insert(id.clone(), entry);
         Ok(id)
     }
@@ -120,7 +143,7 @@ impl Registry {
     /// The session `id` of `repo`, loaded from the store after a restart.
     pub fn session(&self, repo: &str, id: &str) -> Result<SessionRef> {
         let unknown = || Error::BlobUploadUnknown(format!("no upload session {id} in {repo}"));
-        if let Some((r, s)) = self.sessions.map().get(id) {
+        if let Some((r, _, s)) = self.sessions.map().get(id) {
             return if r == repo {
                 Ok(s.clone())
             } else {
@@ -147,9 +170,14 @@ impl Registry {
             closed: false,
         };
         let mut map = self.sessions.map();
-        let (_, s) = map
-            .entry(id.to_string())
-            .or_insert_with(|| (repo.to_string(), Arc::new(tokio::sync::Mutex::new(s))));
+        // a session rebuilt after a restart counts for no one
+        let (_, _, s) = map.entry(id.to_string()).or_insert_with(|| {
+            (
+                repo.to_string(),
+                String::new(),
+                Arc::new(tokio::sync::Mutex::new(s)),
+            )
+        });
         Ok(s.clone())
     }
 
@@ -188,7 +216,7 @@ impl Registry {
     pub fn expire_uploads(&self, idle: Duration) -> Result<usize> {
         let mut expired = 0;
         for (id, rec) in self.store.uploads()? {
-            let live = self.sessions.map().get(&id).map(|(_, s)| s.clone());
+            let live = self.sessions.map().get(&id).map(|(_, _, s)| s.clone());
             let idle_for = match &live {
                 Some(s) => match s.try_lock() {
                     Ok(g) => g.last_active.elapsed(),
