@@ -484,3 +484,242 @@ fn skopeo_reads_and_writes_berth_bundles() {
     let (ok, log) = berth(&["verify", "--data-dir", &t("d")]);
     assert!(ok, "verify: {log}");
 }
+
+/// Real clients log in to Berth with auth on, over TLS with a self-signed
+/// CA given to the client: skopeo (`--dest-creds`), podman (`login`,
+/// `push`, `pull`) and oras (the oras-py client, when installed).
+#[cfg(feature = "tls")]
+#[test]
+fn clients_log_in_over_tls() {
+    if !have("skopeo") {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+            "skopeo is required"
+        );
+        eprintln!("skopeo not installed: client test not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |n: &str| tmp.path().join(n).display().to_string();
+    common::make_cert(tmp.path(), "berth-test");
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(tmp.path().join("cert.pem"), certs.join("ca.crt")).unwrap();
+    let hash = bcrypt::hash("alice-pw", 4).unwrap();
+    std::fs::write(
+        t("htpasswd"),
+        format!("alice:{hash}\nbob:{}\n", bcrypt::hash("bob-pw", 4).unwrap()),
+    )
+    .unwrap();
+    let s = Server::start_with_config(&format!(
+        r#"
+[auth]
+htpasswd = "{}"
+[[auth.rules]]
+repos = "*"
+users = ["alice"]
+actions = ["pull", "push", "delete"]
+[[auth.rules]]
+repos = "*"
+users = ["bob"]
+actions = ["pull"]
+[tls]
+cert = "{}"
+key = "{}"
+"#,
+        t("htpasswd"),
+        t("cert.pem"),
+        t("key.pem")
+    ));
+    let host = format!("127.0.0.1:{}", s.port);
+    std::fs::write(
+        t("policy.json"),
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    // a runnable image (a real tar layer) so podman can unpack what it pulls
+    let layout = tmp.path().join("src");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    let body = b"hello from berth\n";
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    tar.append_data(&mut h, "hello.txt", &body[..]).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let layer = put_blob(&layout, &gzip_stored(&raw));
+    let cfg = put_blob(
+        &layout,
+        &serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&raw)]}}))
+        .unwrap(),
+    );
+    let m = put_blob(&layout, &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": common::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg["digest"], "size": cfg["size"]},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"]}]})).unwrap());
+    let entry =
+        json!({"mediaType": common::OCI_MANIFEST, "digest": m["digest"], "size": m["size"]});
+    write_top(&layout, &entry);
+    let certs = certs.display().to_string();
+    let push = |creds: &str| {
+        run(&[
+            "skopeo",
+            "copy",
+            "--policy",
+            &t("policy.json"),
+            "--dest-cert-dir",
+            &certs,
+            "--dest-creds",
+            creds,
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{host}/team/app:v1"),
+        ])
+    };
+    let (ok, log) = push("alice:wrong");
+    assert!(
+        !ok && log.contains("unauthorized"),
+        "wrong password pushed: {log}"
+    );
+    let (ok, log) = push("bob:bob-pw");
+    assert!(
+        !ok && log.to_lowercase().contains("denied"),
+        "bob may only pull: {log}"
+    );
+    let (ok, log) = push("alice:alice-pw");
+    assert!(ok, "skopeo push with credentials: {log}");
+    let (ok, log) = run(&[
+        "skopeo",
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        &certs,
+        "--creds",
+        "bob:bob-pw",
+        &format!("docker://{host}/team/app:v1"),
+    ]);
+    assert!(
+        ok && log.contains(entry["mediaType"].as_str().unwrap()),
+        "bob pulls: {log}"
+    );
+
+    if have("podman") {
+        let (root, runroot) = (t("podman-root"), t("podman-run"));
+        let podman = |args: &[&str]| {
+            let mut all = vec![
+                "podman",
+                "--storage-driver",
+                "vfs",
+                "--root",
+                &root,
+                "--runroot",
+                &runroot,
+            ];
+            all.extend_from_slice(args);
+            run(&all)
+        };
+        let auth = t("auth.json");
+        let (ok, log) = podman(&[
+            "login",
+            "--authfile",
+            &auth,
+            "--cert-dir",
+            &certs,
+            "-u",
+            "alice",
+            "-p",
+            "nope",
+            &host,
+        ]);
+        assert!(!ok, "podman login with a wrong password: {log}");
+        let (ok, log) = podman(&[
+            "login",
+            "--authfile",
+            &auth,
+            "--cert-dir",
+            &certs,
+            "-u",
+            "alice",
+            "-p",
+            "alice-pw",
+            &host,
+        ]);
+        assert!(ok, "podman login: {log}");
+        let (ok, log) = podman(&[
+            "pull",
+            "--authfile",
+            &auth,
+            "--cert-dir",
+            &certs,
+            &format!("{host}/team/app:v1"),
+        ]);
+        assert!(ok, "podman pull: {log}");
+        let (ok, log) = podman(&[
+            "push",
+            "--authfile",
+            &auth,
+            "--cert-dir",
+            &certs,
+            &format!("{host}/team/app:v1"),
+            &format!("{host}/team/copy:v1"),
+        ]);
+        assert!(ok, "podman push: {log}");
+        let (ok, log) = podman(&["logout", "--authfile", &auth, &host]);
+        assert!(ok, "podman logout: {log}");
+        let (ok, _) = podman(&[
+            "push",
+            "--authfile",
+            &auth,
+            "--cert-dir",
+            &certs,
+            &format!("{host}/team/app:v1"),
+            &format!("{host}/team/copy2:v1"),
+        ]);
+        assert!(!ok, "podman pushed after logout");
+    } else {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+            "podman is required"
+        );
+        eprintln!("podman not installed: podman part not run");
+    }
+
+    let oras = Command::new("python3")
+        .args(["-c", "import oras.client"])
+        .output();
+    if oras.map(|o| o.status.success()).unwrap_or(false) {
+        std::fs::write(t("artifact.txt"), b"hello from oras").unwrap();
+        let script = format!(
+            r#"
+import os, sys, oras.client
+os.chdir({dir:?})
+c = oras.client.OrasClient(hostname="{host}", tls_verify=True, auth_backend="basic")
+c.login(username="alice", password="alice-pw", hostname="{host}")
+c.push(files=["artifact.txt"], target="{host}/team/notes:v1")
+os.remove("artifact.txt")
+c.pull(target="{host}/team/notes:v1", outdir="out")
+print(open("out/artifact.txt").read())
+"#,
+            dir = tmp.path().display().to_string()
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .env("REQUESTS_CA_BUNDLE", t("cert.pem"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("hello from oras"),
+            "oras: {text}"
+        );
+    } else {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+            "oras-py is required"
+        );
+        eprintln!("oras (pip install oras) not installed: oras part not run");
+    }
+}

@@ -8,41 +8,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn make_cert(dir: &Path, cn: &str) {
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.tmp"))
-        .arg("-out")
-        .arg(dir.join("cert.tmp"))
-        .output()
-        .expect("openssl");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    // replace both files by rename, as a certificate manager would
-    std::fs::rename(dir.join("key.tmp"), dir.join("key.pem")).unwrap();
-    std::fs::rename(dir.join("cert.tmp"), dir.join("cert.pem")).unwrap();
-}
-
 /// (status, certificate subject) of an HTTPS GET /v2/ trusting `ca`.
 fn get(port: u16, ca: &Path) -> (String, String) {
     let out = Command::new("curl")
@@ -64,7 +29,7 @@ fn get(port: u16, ca: &Path) -> (String, String) {
 #[test]
 fn https_and_certificate_reload() {
     let dir = tempfile::tempdir().unwrap();
-    make_cert(dir.path(), "first");
+    common::make_cert(dir.path(), "first");
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
     let s = common::Server::start_with_env(&[
@@ -76,8 +41,26 @@ fn https_and_certificate_reload() {
     assert!(subject.contains("CN=first"), "{subject}");
     // plain HTTP on a TLS port is not served
     assert!(ureq::get(&s.url("/v2/")).call().is_err());
+    // HTTP/2 by ALPN, and HTTP/1.1 for clients that ask for it
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+                flag,
+                "--cacert",
+            ])
+            .arg(&cert)
+            .arg(format!("https://127.0.0.1:{}/v2/", s.port))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{want} 200"));
+    }
 
-    make_cert(dir.path(), "second");
+    common::make_cert(dir.path(), "second");
     let mut seen = String::new();
     for _ in 0..30 {
         std::thread::sleep(Duration::from_millis(200));

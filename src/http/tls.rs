@@ -89,15 +89,15 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// A rustls server configuration for `cert`/`key` (HTTP/1.1).
+/// A rustls server configuration for `cert`/`key`; actix adds the ALPN
+/// protocols (h2, http/1.1) when it binds.
 pub fn server_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, String> {
     let resolver = ReloadingCert::open(cert.into(), key.into())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -18,6 +18,8 @@ pub struct Server {
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<(String, String)>,
+    /// Serves HTTPS: readiness is a TCP connect, not GET /healthz.
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -46,6 +48,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            tls: env.iter().any(|(k, _)| *k == "BERTH_TLS_CERT"),
         };
         s.spawn();
         s
@@ -62,6 +65,7 @@ impl Server {
             child: None,
             _tmp: Some(tmp),
             extra: vec![("--config".into(), cfg.display().to_string())],
+            tls: toml.contains("[tls]"),
         };
         s.spawn();
         s
@@ -75,6 +79,7 @@ impl Server {
             child: None,
             _tmp: None,
             extra: Vec::new(),
+            tls: false,
         };
         s.spawn();
         s
@@ -112,9 +117,7 @@ impl Server {
                 }
             }
             // a TLS listener does not answer plain HTTP: accepting is enough
-            if self.extra.iter().any(|(k, _)| k == "BERTH_TLS_CERT")
-                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            {
+            if self.tls && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -394,4 +397,42 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// A self-signed certificate for 127.0.0.1 with common name `cn`, written
+/// to `dir/cert.pem` and `dir/key.pem` by rename (as a certificate manager
+/// would). Uses the openssl command.
+pub fn make_cert(dir: &Path, cn: &str) {
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.tmp"))
+        .arg("-out")
+        .arg(dir.join("cert.tmp"))
+        .output()
+        .expect("openssl");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    // replace both files by rename, as a certificate manager would
+    std::fs::rename(dir.join("key.tmp"), dir.join("key.pem")).unwrap();
+    std::fs::rename(dir.join("cert.tmp"), dir.join("cert.pem")).unwrap();
 }
