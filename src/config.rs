@@ -203,6 +203,10 @@ pub struct Tls {
     pub cert: String,
     /// PEM private key of the certificate.
     pub key: String,
+    /// PEM CA certificates for mutual TLS: a client certificate they issued
+    /// logs the client in as the certificate's common name (CN). Clients
+    /// without one can still use Basic auth. Empty = no client certificates.
+    pub client_ca: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -333,6 +337,11 @@ impl Config {
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             return Err(ConfigError::Invalid(
                 "tls.cert and tls.key go together".into(),
+            ));
+        }
+        if !self.tls.client_ca.is_empty() && self.tls.cert.is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.client_ca needs tls.cert and tls.key (client certificates need TLS)".into(),
             ));
         }
         if self.limits.max_page == 0 {

@@ -72,3 +72,175 @@ fn https_and_certificate_reload() {
     }
     panic!("the new certificate was not picked up: {seen}");
 }
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `name` (name.pem, name.key) and a client certificate it issued for
+/// `cn` (cn.pem, cn.key) in `dir`.
+fn client_cert(dir: &Path, ca: &str, cn: &str) {
+    if !dir.join(format!("{ca}.pem")).exists() {
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
+            dir,
+        );
+    }
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{cn}.key"),
+            "-out",
+            &format!("{cn}.csr"),
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{cn}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+            "-out",
+            &format!("{cn}.pem"),
+        ],
+        dir,
+    );
+}
+
+/// Mutual TLS: a client certificate from the configured CA logs in as its
+/// CN (and the access rules apply to that user); no certificate means
+/// anonymous or Basic; a certificate from another CA is refused in the
+/// handshake.
+#[test]
+fn client_certificates_log_in_as_their_common_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::make_cert(d, "server");
+    client_cert(d, "ca", "carol");
+    client_cert(d, "ca", "dave");
+    client_cert(d, "rogue-ca", "mallory");
+    std::fs::write(
+        d.join("htpasswd"),
+        format!("alice:{}\n", bcrypt::hash("alice-pw", 4).unwrap()),
+    )
+    .unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    let s = common::Server::start_with_config(&format!(
+        r#"
+[auth]
+htpasswd = "{}"
+[[auth.rules]]
+repos = "team/*"
+users = ["carol", "alice"]
+actions = ["pull", "push"]
+[[auth.rules]]
+repos = "team/*"
+users = ["dave"]
+actions = ["pull"]
+[tls]
+cert = "{}"
+key = "{}"
+client_ca = "{}"
+"#,
+        p("htpasswd"),
+        p("cert.pem"),
+        p("key.pem"),
+        p("ca.pem")
+    ));
+    let post = |extra: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "--cacert",
+                &p("cert.pem"),
+            ])
+            .args(extra)
+            .arg(format!(
+                "https://127.0.0.1:{}/v2/team/app/blobs/uploads/",
+                s.port
+            ))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        post(&["--cert", &p("carol.pem"), "--key", &p("carol.key")]),
+        "202"
+    );
+    assert_eq!(
+        post(&[
+            "--cert",
+            &p("carol.pem"),
+            "--key",
+            &p("carol.key"),
+            "--http1.1"
+        ]),
+        "202"
+    );
+    assert_eq!(
+        post(&["--cert", &p("dave.pem"), "--key", &p("dave.key")]),
+        "403"
+    );
+    assert_eq!(post(&[]), "401");
+    assert_eq!(post(&["-u", "alice:alice-pw"]), "202");
+    // another CA's certificate does not get through the handshake
+    assert_eq!(
+        post(&["--cert", &p("mallory.pem"), "--key", &p("mallory.key")]),
+        "000"
+    );
+}

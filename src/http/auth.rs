@@ -82,9 +82,9 @@ pub async fn authorize(
     let Some(state) = req.app_data::<State>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let Some(htpasswd) = &state.htpasswd else {
+    if !state.auth_on() {
         return Ok(next.call(req).await?.map_into_boxed_body());
-    };
+    }
     let auth = &state.config.auth;
     let deny = |req: ServiceRequest, e: ApiError| Ok(req.into_response(e.error_response()));
     let who = match credentials(&req) {
@@ -94,13 +94,18 @@ pub async fn authorize(
                 unauthorized(&auth.realm, "malformed Authorization header"),
             );
         }
-        None => Identity::Anonymous,
+        None => match client_cert_user(&req) {
+            Some(u) => Identity::User(u),
+            None => Identity::Anonymous,
+        },
         Some((user, password)) => {
             let (u, p) = (user.clone(), password);
-            let h = htpasswd.clone();
-            let ok = actix_web::web::block(move || h.check(&u, &p))
-                .await
-                .unwrap_or(false);
+            let ok = match state.htpasswd.clone() {
+                Some(h) => actix_web::web::block(move || h.check(&u, &p))
+                    .await
+                    .unwrap_or(false),
+                None => false,
+            };
             if !ok {
                 state.metrics.failed_logins.inc();
                 let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -134,4 +139,16 @@ pub async fn authorize(
     }
     req.extensions_mut().insert(who);
     Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// The user a verified client certificate of this connection names.
+#[cfg(feature = "tls")]
+fn client_cert_user(req: &ServiceRequest) -> Option<String> {
+    req.conn_data::<super::tls::ClientCertUser>()
+        .map(|u| u.0.clone())
+}
+
+#[cfg(not(feature = "tls"))]
+fn client_cert_user(_: &ServiceRequest) -> Option<String> {
+    None
 }

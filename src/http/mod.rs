@@ -156,6 +156,8 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
             std::io::Error::other(format!("htpasswd {}: {e}", config.auth.htpasswd))
         })?;
         registry.htpasswd = Some(Arc::new(h));
+    }
+    if registry.auth_on() {
         // mounts without `from` could reach repositories the caller may not pull
         registry.config.uploads.automatic_mount = false;
     }
@@ -187,10 +189,12 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     let server = if config.tls.cert.is_empty() {
         server.bind(&config.listen)?
     } else {
-        let tls =
-            tls::server_config(&config.tls.cert, &config.tls.key).map_err(std::io::Error::other)?;
-        tracing::info!(cert = %config.tls.cert, "TLS on");
-        server.bind_rustls_0_23(&config.listen, tls)?
+        let tls = tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)
+            .map_err(std::io::Error::other)?;
+        tracing::info!(cert = %config.tls.cert, client_ca = %config.tls.client_ca, "TLS on");
+        server
+            .on_connect(tls::on_connect)
+            .bind_rustls_0_23(&config.listen, tls)?
     };
     #[cfg(not(feature = "tls"))]
     let server = if config.tls.cert.is_empty() {

@@ -90,14 +90,63 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// A rustls server configuration for `cert`/`key`; actix adds the ALPN
-/// protocols (h2, http/1.1) when it binds.
-pub fn server_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, String> {
+/// protocols (h2, http/1.1) when it binds. With `client_ca`, clients may
+/// present a certificate that CA issued (those without one still connect).
+pub fn server_config(
+    cert: &str,
+    key: &str,
+    client_ca: &str,
+) -> Result<rustls::ServerConfig, String> {
     let resolver = ReloadingCert::open(cert.into(), key.into())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    Ok(cfg)
+        .map_err(|e| e.to_string())?;
+    let builder = if client_ca.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        let file = std::fs::File::open(client_ca).map_err(|e| format!("{client_ca}: {e}"))?;
+        for c in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+            let c = c.map_err(|e| format!("{client_ca}: {e}"))?;
+            roots.add(c).map_err(|e| format!("{client_ca}: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{client_ca}: no CA certificate"));
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("{client_ca}: {e}"))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    Ok(builder.with_cert_resolver(Arc::new(resolver)))
+}
+
+/// The user a verified client certificate names (its subject's CN).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertUser(pub String);
+
+/// Called by actix for each new connection: remember whom a client
+/// certificate (already verified by rustls against `tls.client_ca`) names.
+pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let Some(tls) = conn.downcast_ref::<Tls>() else {
+        return;
+    };
+    let (_, session) = tls.get_ref();
+    if let Some(cn) = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| common_name(c.as_ref()))
+    {
+        ext.insert(ClientCertUser(cn));
+    }
+}
+
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().filter(|s| !s.is_empty()).map(String::from)
 }

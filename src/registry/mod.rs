@@ -44,6 +44,12 @@ impl Registry {
 
     /// Mount `digest` into `repo`: from `from`, or (automatic mount, when
     /// configured) from anywhere in the store. Returns whether it mounted.
+    /// Whether callers must be identified: an htpasswd file or a client
+    /// certificate CA is configured.
+    pub fn auth_on(&self) -> bool {
+        self.htpasswd.is_some() || !self.config.tls.client_ca.is_empty()
+    }
+
     pub fn mount(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<bool> {
         match from {
             Some(f) if name::is_valid_name(f) => {
