@@ -83,75 +83,11 @@ enum Command {
     /// Write an air-gap bundle (an OCI image layout as a tar, optionally
     /// zstd) of repositories and tags: REPO, REPO:TAG, REPO@DIGEST, globs
     /// with `*`; nothing selects everything.
-    Export {
-        /// Read a stopped server's data directory.
-        #[arg(long, default_value = "berth-data", conflicts_with = "url")]
-        data_dir: PathBuf,
-        /// Read a running registry instead, e.g. http://127.0.0.1:5000.
-        #[arg(long)]
-        url: Option<String>,
-        /// USER:PASSWORD for --url.
-        #[arg(long, requires = "url")]
-        user: Option<String>,
-        /// Bundle file (`-` for stdout); `.tar.zst` compresses.
-        #[arg(short, long)]
-        output: String,
-        /// Carry only these platforms of multi-arch images, e.g. linux/arm64,linux/arm/v7.
-        #[arg(long)]
-        platform: Option<String>,
-        /// The destination's `berth inventory`: leave out the blobs it has.
-        #[arg(long)]
-        have: Option<PathBuf>,
-        /// Compress with zstd at this level (default 3 for .zst names).
-        #[arg(long)]
-        zstd: Option<i32>,
-        /// Leave out referrers (signatures, SBOMs) of what is exported.
-        #[arg(long)]
-        no_referrers: bool,
-        /// Print a JSON summary.
-        #[arg(long)]
-        json: bool,
-        #[arg(short, long)]
-        quiet: bool,
-        patterns: Vec<String>,
-    },
+    Export(cli::bundle::ExportArgs),
     /// Import a bundle: Berth's, an oci-archive or OCI layout directory from
     /// any tool, or a `docker save` tar (server stopped). Every blob is
     /// verified before any tag moves; re-running resumes an interrupted import.
-    Import {
-        #[arg(long, default_value = "berth-data", conflicts_with = "url")]
-        data_dir: PathBuf,
-        /// Push into a running registry instead, e.g. http://127.0.0.1:5000
-        /// (blobs are verified in a local staging dir first).
-        #[arg(long)]
-        url: Option<String>,
-        /// USER:PASSWORD for --url.
-        #[arg(long, requires = "url")]
-        user: Option<String>,
-        /// Staging dir for --url (default: the system temp dir); kept when an
-        /// import fails, so a re-run resumes.
-        #[arg(long, requires = "url")]
-        staging: Option<PathBuf>,
-        /// Config file (merge policies per repository).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Put everything in this repository (needed for bundles whose
-        /// entries name only a tag).
-        #[arg(long)]
-        repo: Option<String>,
-        /// Point tags at exactly what the bundle holds (no multi-arch merge).
-        #[arg(long)]
-        no_merge: bool,
-        /// Hashing threads (0 = all cores).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        #[arg(long)]
-        json: bool,
-        #[arg(short, long)]
-        quiet: bool,
-        /// Bundle file, `-` for stdin, or an OCI layout directory.
-        input: String,
-    },
+    Import(cli::bundle::ImportArgs),
     /// List the blobs a data directory holds, for `berth export --have`.
     Inventory {
         #[arg(long, default_value = "berth-data")]
@@ -280,56 +216,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Export {
-            data_dir,
-            url,
-            user,
-            output,
-            platform,
-            have,
-            zstd,
-            no_referrers,
-            json,
-            quiet,
-            patterns,
-        } => exit(cli::bundle::export(cli::bundle::ExportArgs {
-            data_dir,
-            url,
-            user,
-            output,
-            platform,
-            have,
-            zstd,
-            no_referrers,
-            json,
-            quiet,
-            patterns,
-        })),
-        Command::Import {
-            data_dir,
-            url,
-            user,
-            staging,
-            config,
-            repo,
-            no_merge,
-            threads,
-            json,
-            quiet,
-            input,
-        } => exit(cli::bundle::import(cli::bundle::ImportArgs {
-            data_dir,
-            url,
-            user,
-            staging,
-            config,
-            repo,
-            no_merge,
-            threads,
-            json,
-            quiet,
-            input,
-        })),
+        Command::Export(a) => exit(cli::bundle::export(a)),
+        Command::Import(a) => exit(cli::bundle::import(a)),
         Command::Inventory { data_dir, output } => exit(cli::bundle::inventory(&data_dir, &output)),
         Command::Bench {
             command:

@@ -18,6 +18,20 @@ fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a client is installed; when not, the test part using it is
+/// skipped, unless BERTH_REQUIRE_CLIENTS is set (CI), where that fails.
+fn available(cmd: &str) -> bool {
+    if have(cmd) {
+        return true;
+    }
+    assert!(
+        std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+        "{cmd} is required (BERTH_REQUIRE_CLIENTS is set)"
+    );
+    eprintln!("{cmd} not installed: the part of this test that uses it did not run");
+    false
+}
+
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -129,12 +143,7 @@ fn blob_names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn skopeo_round_trip_list_tags_and_delete() {
-    if !have("skopeo") {
-        assert!(
-            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
-            "skopeo is required (BERTH_REQUIRE_CLIENTS is set)"
-        );
-        eprintln!("skopeo not installed: client test not run (apt-get install skopeo)");
+    if !available("skopeo") {
         return;
     }
     let s = Server::start();
@@ -230,12 +239,7 @@ fn skopeo_round_trip_list_tags_and_delete() {
 
 #[test]
 fn skopeo_pushes_of_separate_platforms_merge() {
-    if !have("skopeo") {
-        assert!(
-            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
-            "skopeo is required"
-        );
-        eprintln!("skopeo not installed: client test not run");
+    if !available("skopeo") {
         return;
     }
     let s = Server::start();
@@ -344,12 +348,7 @@ fn berth(args: &[&str]) -> (bool, String) {
 /// oci-archive and docker-archive tars.
 #[test]
 fn skopeo_reads_and_writes_berth_bundles() {
-    if !have("skopeo") {
-        assert!(
-            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
-            "skopeo is required"
-        );
-        eprintln!("skopeo not installed: client test not run");
+    if !available("skopeo") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -491,12 +490,7 @@ fn skopeo_reads_and_writes_berth_bundles() {
 #[cfg(feature = "tls")]
 #[test]
 fn clients_log_in_over_tls() {
-    if !have("skopeo") {
-        assert!(
-            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
-            "skopeo is required"
-        );
-        eprintln!("skopeo not installed: client test not run");
+    if !available("skopeo") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -602,7 +596,7 @@ key = "{}"
         "bob pulls: {log}"
     );
 
-    if have("podman") {
+    if available("podman") {
         let (root, runroot) = (t("podman-root"), t("podman-run"));
         let podman = |args: &[&str]| {
             let mut all = vec![
@@ -675,12 +669,6 @@ key = "{}"
             &format!("{host}/team/copy2:v1"),
         ]);
         assert!(!ok, "podman pushed after logout");
-    } else {
-        assert!(
-            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
-            "podman is required"
-        );
-        eprintln!("podman not installed: podman part not run");
     }
 
     let oras = Command::new("python3")

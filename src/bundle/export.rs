@@ -136,15 +136,6 @@ pub fn plan(src: &dyn Source, opts: &ExportOptions) -> Result<Plan> {
     Ok(plan)
 }
 
-impl Pattern {
-    fn which_str(&self) -> String {
-        match &self.which {
-            Which::AllTags => String::new(),
-            Which::Tags(t) | Which::Digest(t) => t.clone(),
-        }
-    }
-}
-
 /// Add a tag's (or an untagged manifest's) graph and its index.json entry.
 /// Returns false when the repository does not hold it.
 fn add_top(
@@ -158,7 +149,9 @@ fn add_top(
     let Some((digest, media_type, bytes)) = src.manifest(repo, r)? else {
         return Ok(false);
     };
-    let Some(desc) = add_manifest(src, opts, plan, repo, digest, media_type, bytes)? else {
+    let Some((desc, children)) =
+        add_manifest(src, opts, plan, repo, digest, media_type, bytes, false)?
+    else {
         if let Some(t) = tag {
             plan.skipped.push(format!("{repo}:{t}"));
         }
@@ -171,7 +164,7 @@ fn add_top(
         plan.tags.push(format!("{repo}:{t}"));
     }
     let subjects: Vec<Digest> = std::iter::once(desc.digest.clone())
-        .chain(plan_children(plan, &desc))
+        .chain(children)
         .collect();
     plan.entries.push(Descriptor {
         annotations: Some(ann),
@@ -197,18 +190,11 @@ fn add_top(
     Ok(true)
 }
 
-/// Children of an index entry the plan carries (for their referrers).
-fn plan_children(plan: &Plan, desc: &Descriptor) -> Vec<Digest> {
-    let Some(bytes) = plan.manifests.get(&desc.digest) else {
-        return Vec::new();
-    };
-    manifest::parse(&desc.media_type, bytes)
-        .map(|s| s.children.into_iter().map(|c| c.digest).collect())
-        .unwrap_or_default()
-}
-
-/// Add a manifest and everything it needs; its descriptor, or None when the
-/// platform filter leaves nothing of it.
+/// Add a manifest and everything it needs; its descriptor and the children
+/// carried, or None when the platform filter leaves nothing of it.
+/// `chosen`: an index already picked this image by platform (its config
+/// need not be read again).
+#[allow(clippy::too_many_arguments)]
 fn add_manifest(
     src: &dyn Source,
     opts: &ExportOptions,
@@ -217,7 +203,8 @@ fn add_manifest(
     digest: Digest,
     media_type: String,
     bytes: Vec<u8>,
-) -> Result<Option<Descriptor>> {
+    chosen: bool,
+) -> Result<Option<(Descriptor, Vec<Digest>)>> {
     let summary = manifest::parse(&media_type, &bytes)
         .map_err(|e| BundleError::Bad(format!("{repo}@{digest} in the store: {e}")))?;
     let (digest, bytes, children) = match (summary.kind, opts.platforms.is_empty()) {
@@ -230,7 +217,7 @@ fn add_manifest(
                 }
             }
         }
-        (manifest::Kind::Image, false) => {
+        (manifest::Kind::Image, false) if !chosen => {
             if image_platform(src, repo, &summary)?
                 .is_some_and(|p| !select::wanted(&opts.platforms, &p))
             {
@@ -249,8 +236,9 @@ fn add_manifest(
         platform: None,
         artifact_type: None,
     };
+    let child_digests: Vec<Digest> = children.iter().map(|c| c.digest.clone()).collect();
     if !plan.seen.insert(digest.clone()) {
-        return Ok(Some(desc));
+        return Ok(Some((desc, child_digests)));
     }
     for c in &children {
         let Some((d, mt, b)) = src.manifest(repo, &Reference::Digest(c.digest.clone()))? else {
@@ -259,7 +247,7 @@ fn add_manifest(
                 c.digest
             )));
         };
-        add_manifest(src, opts, plan, repo, d, mt, b)?;
+        add_manifest(src, opts, plan, repo, d, mt, b, true)?;
     }
     for b in summary.required_blobs() {
         if !plan.seen.insert(b.digest.clone()) {
@@ -276,7 +264,7 @@ fn add_manifest(
         }
     }
     plan.manifests.insert(digest, bytes);
-    Ok(Some(desc))
+    Ok(Some((desc, child_digests)))
 }
 
 /// The platform an image's config states (None for artifacts, or configs

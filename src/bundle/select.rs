@@ -50,6 +50,14 @@ impl Pattern {
         })
     }
 
+    /// The tag glob or digest the pattern names (empty for all tags).
+    pub fn which_str(&self) -> String {
+        match &self.which {
+            Which::AllTags => String::new(),
+            Which::Tags(t) | Which::Digest(t) => t.clone(),
+        }
+    }
+
     pub fn matches_repo(&self, repo: &str) -> bool {
         glob_match(&self.repo, repo)
     }
@@ -82,11 +90,7 @@ pub fn wanted(filter: &[Platform], p: &Platform) -> bool {
     filter.iter().any(|f| {
         f.os == p.os
             && f.architecture == p.architecture
-            && (f.variant.is_none()
-                || f.same_as(&Platform {
-                    os_version: f.os_version.clone(),
-                    ..p.clone()
-                }))
+            && (f.variant.is_none() || f.normal_variant() == p.normal_variant())
             && (f.os_version.is_none() || f.os_version == p.os_version)
     })
 }

@@ -16,16 +16,36 @@ use berth::config::{Config, MergeMode, RepoPolicy};
 use berth::registry::Registry;
 use berth::store::{Store, StoreOptions};
 
+#[derive(clap::Args)]
 pub struct ExportArgs {
+    /// Read a stopped server's data directory.
+    #[arg(long, default_value = "berth-data", conflicts_with = "url")]
     pub data_dir: PathBuf,
+    /// Read a running registry instead, e.g. http://127.0.0.1:5000.
+    #[arg(long)]
     pub url: Option<String>,
+    /// USER:PASSWORD for --url.
+    #[arg(long, requires = "url")]
     pub user: Option<String>,
+    /// Bundle file (`-` for stdout); `.tar.zst` compresses.
+    #[arg(short, long)]
     pub output: String,
+    /// Carry only these platforms of multi-arch images, e.g. linux/arm64,linux/arm/v7.
+    #[arg(long)]
     pub platform: Option<String>,
+    /// The destination's `berth inventory`: leave out the blobs it has.
+    #[arg(long)]
     pub have: Option<PathBuf>,
+    /// Compress with zstd at this level (default 3 for .zst names).
+    #[arg(long)]
     pub zstd: Option<i32>,
+    /// Leave out referrers (signatures, SBOMs) of what is exported.
+    #[arg(long)]
     pub no_referrers: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
     pub json: bool,
+    #[arg(short, long)]
     pub quiet: bool,
     pub patterns: Vec<String>,
 }
@@ -126,17 +146,39 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
     Ok(())
 }
 
+#[derive(clap::Args)]
 pub struct ImportArgs {
+    #[arg(long, default_value = "berth-data", conflicts_with = "url")]
     pub data_dir: PathBuf,
+    /// Push into a running registry instead, e.g. http://127.0.0.1:5000
+    /// (blobs are verified in a local staging dir first).
+    #[arg(long)]
     pub url: Option<String>,
+    /// USER:PASSWORD for --url.
+    #[arg(long, requires = "url")]
     pub user: Option<String>,
+    /// Staging dir for --url (default: the system temp dir); kept when an
+    /// import fails, so a re-run resumes.
+    #[arg(long, requires = "url")]
     pub staging: Option<PathBuf>,
+    /// Config file (merge policies per repository).
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Put everything in this repository (needed for bundles whose
+    /// entries name only a tag).
+    #[arg(long)]
     pub repo: Option<String>,
+    /// Point tags at exactly what the bundle holds (no multi-arch merge).
+    #[arg(long)]
     pub no_merge: bool,
+    /// Hashing threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    #[arg(long)]
     pub json: bool,
+    #[arg(short, long)]
     pub quiet: bool,
+    /// Bundle file, `-` for stdin, or an OCI layout directory.
     pub input: String,
 }
 

@@ -64,7 +64,7 @@ impl Platform {
 
     /// The variant compared after normalisation: arm64 without variant is v8,
     /// arm without variant is v7.
-    fn normal_variant(&self) -> Option<&str> {
+    pub fn normal_variant(&self) -> Option<&str> {
         match (self.architecture.as_str(), self.variant.as_deref()) {
             ("arm64", None) => Some("v8"),
             ("arm", None) => Some("v7"),

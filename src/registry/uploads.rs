@@ -59,15 +59,10 @@ impl Session {
                 self.file.seek(SeekFrom::Start(0))?;
                 let mut h = Hasher::new(alg);
                 let mut b = BlockHasher::default();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = std::io::Read::read(&mut self.file, &mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                    b.update(&buf[..n]);
-                }
+                crate::verify::read_pieces(&mut self.file, &mut |piece| {
+                    h.update(piece);
+                    b.update(piece);
+                })?;
                 Ok((h.finish(), b.finish()))
             }
         }

@@ -271,7 +271,7 @@ impl Store {
         let read = if mapped {
             read_mapped(&f, size, &mut hashed)
         } else {
-            read_copied(f, &mut hashed)
+            verify::read_pieces(f, &mut hashed)
         }
         .map_err(|e| format!("read failed: {e}"))?;
         if read != size {
@@ -284,20 +284,6 @@ impl Store {
             return Err(format!("content hashes to {got}"));
         }
         Ok(())
-    }
-}
-
-/// Feed a file to `each` in 1 MiB pieces through read(2); returns bytes read.
-fn read_copied(mut f: std::fs::File, each: &mut dyn FnMut(&[u8])) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut read = 0u64;
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            return Ok(read);
-        }
-        each(&buf[..n]);
-        read += n as u64;
     }
 }
 

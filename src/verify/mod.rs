@@ -66,16 +66,25 @@ pub fn digest_bytes(alg: Algorithm, data: &[u8]) -> Digest {
 }
 
 /// Digest of everything `reader` yields, read in 1 MiB pieces.
-pub fn digest_reader(alg: Algorithm, mut reader: impl Read) -> std::io::Result<(Digest, u64)> {
+pub fn digest_reader(alg: Algorithm, reader: impl Read) -> std::io::Result<(Digest, u64)> {
     let mut h = Hasher::new(alg);
+    let total = read_pieces(reader, &mut |piece| h.update(piece))?;
+    Ok((h.finish(), total))
+}
+
+/// Feed everything `reader` yields to `each` in pieces of up to 1 MiB;
+/// returns the bytes read.
+pub fn read_pieces(mut reader: impl Read, each: &mut dyn FnMut(&[u8])) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok((h.finish(), total));
-        }
-        h.update(&buf[..n]);
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        each(&buf[..n]);
         total += n as u64;
     }
 }
