@@ -287,11 +287,19 @@ impl Store {
     }
 }
 
-/// Feed the first `size` bytes of a file to `each` through pre-faulted 4 MiB
-/// maps (small enough to stay cheap to unmap, large enough to amortise the
-/// mmap call).
+/// Feed the first `size` bytes of a file to `each` through read-only maps of
+/// up to 1 GiB (64 MiB on 32-bit targets, whose address space is small).
+///
+/// Measured on 2.28 GB in 64 blobs: one large map faulted in by the kernel's
+/// fault-around costs 0.10-0.12 s of system time, against 0.17 s for 4 MiB
+/// maps pre-faulted with MAP_POPULATE (page by page through GUP) and more for
+/// read() into a buffer (a copy of every byte).
 fn read_mapped(f: &std::fs::File, size: u64, each: &mut dyn FnMut(&[u8])) -> std::io::Result<u64> {
-    const WINDOW: u64 = 4 << 20;
+    const WINDOW: u64 = if cfg!(target_pointer_width = "64") {
+        1 << 30
+    } else {
+        64 << 20
+    };
     let mut off = 0u64;
     while off < size {
         let len = (size - off).min(WINDOW) as usize;
@@ -299,13 +307,10 @@ fn read_mapped(f: &std::fs::File, size: u64, each: &mut dyn FnMut(&[u8])) -> std
         // this only when no other process can write the data dir (offline
         // verify holds the store lock); a file truncated under the map by
         // an outside hand would fault, which is why the server does not.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(off)
-                .len(len)
-                .populate()
-                .map(f)?
-        };
+        let map = unsafe { memmap2::MmapOptions::new().offset(off).len(len).map(f)? };
+        // Read-ahead for a cold store; the hint is only advice, so a refusal
+        // changes nothing.
+        let _ = map.advise(memmap2::Advice::Sequential);
         for piece in map.chunks(1 << 20) {
             each(piece);
         }
