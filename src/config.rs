@@ -224,6 +224,9 @@ pub struct Log {
     pub format: String,
     /// A tracing filter, e.g. `info` or `berth=debug`; `RUST_LOG` wins.
     pub level: String,
+    /// Log every GET and HEAD too. Writes (push, delete), server errors and
+    /// failed logins are always logged; reads are counted in /metrics.
+    pub access: bool,
 }
 
 impl Default for Config {
@@ -276,6 +279,7 @@ impl Default for Log {
         Log {
             format: "text".into(),
             level: "info".into(),
+            access: false,
         }
     }
 }

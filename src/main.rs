@@ -129,7 +129,11 @@ enum ConfigCommand {
     Check { file: PathBuf },
 }
 
-fn init_logging(cfg: &Config) {
+/// Install the log subscriber. Lines are written by a background thread
+/// through a buffer, so a request never waits on a write to stderr (one
+/// synchronous write per request cost 10 µs of CPU and a third of the small
+/// request rate); the guard flushes what is left when dropped at exit.
+fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // actix logs each unparsable request at ERROR; clients cause those
         // (skopeo and podman try a TLS hello on a plain port before falling
@@ -140,14 +144,22 @@ fn init_logging(cfg: &Config) {
                 cfg.log.level
             ))
         });
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::with_capacity(
+            64 << 10,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     if cfg.log.format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 fn main() -> ExitCode {
@@ -183,7 +195,7 @@ fn main() -> ExitCode {
                 eprintln!("berth: {e}");
                 return ExitCode::from(2);
             }
-            init_logging(&cfg);
+            let _log = init_logging(&cfg);
             let result = actix_web::rt::System::new().block_on(berth::http::serve(cfg));
             match result {
                 Ok(()) => ExitCode::SUCCESS,

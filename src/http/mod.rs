@@ -37,12 +37,10 @@ pub type State = web::Data<Registry>;
 
 /// Register Berth's routes on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // /v2 paths are parsed by `route::parse`, not by actix's router, whose
+    // `{tail:.*}` pattern ran a regex on every request.
     cfg.configure(admin::configure)
-        .service(web::resource("/v2").to(dispatch))
-        .service(web::resource("/v2/{tail:.*}").to(dispatch))
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::not_found())
-        }));
+        .default_service(web::to(dispatch));
 }
 
 async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult {
@@ -90,6 +88,7 @@ async fn log_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
+    let access = req.app_data::<State>().is_some_and(|s| s.config.log.access);
     let mut res = next.call(req).await?;
     res.headers_mut().insert(
         actix_web::http::header::HeaderName::from_static("docker-distribution-api-version"),
@@ -109,6 +108,10 @@ async fn log_request(
             bytes_in,
             bytes_out,
         );
+    }
+    let read = method == Method::GET || method == Method::HEAD;
+    if read && !access && !res.status().is_server_error() {
+        return Ok(res);
     }
     tracing::info!(
         method = %method,

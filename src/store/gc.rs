@@ -32,7 +32,7 @@ pub struct GcReport {
 impl Store {
     /// Collect every blob and manifest no repository holds or references.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport, StoreError> {
-        let _gate = self.gate();
+        let _gate = self.gate_exclusive();
         let mut tx = self.kv.write()?;
 
         // Mark: manifests linked in any repository, and what indexes name.

@@ -1,11 +1,19 @@
 //! The narrow key-value interface the store is built on: get, prefix scan,
 //! atomic write transactions with durable commits. redb is named only here.
 //!
-//! Every table maps byte keys to byte values. Composite keys join their parts
-//! with a NUL byte ([`key`]), which no name, tag or digest can contain, so a
-//! prefix scan over `key(&[repo])` + NUL visits exactly one repository.
+//! Commits are grouped. A writer that knows another is queued behind it for
+//! the write lock commits without an fsync (redb `Durability::None`; readers
+//! already see it) and waits; the last writer of a burst commits durably,
+//! which persists every commit before it, and wakes them. N writers arriving
+//! together share one fsync instead of queueing for N. Should no durable
+//! commit follow (the writer behind gave up), a waiter makes an empty durable
+//! commit itself after a short wait. `WriteTx::commit` returns only once its
+//! changes are on disk, which is what a 201 promises.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -112,7 +120,91 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
 }
 
 pub struct Kv {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     db: redb::Database,
+    /// Writers waiting in `begin_write`.
+    queued: AtomicUsize,
+    group: Mutex<Group>,
+    flushed: Condvar,
+}
+
+/// How long a non-durable commit waits for the writer behind it to make a
+/// durable one before making one itself.
+const FLUSH_WAIT: Duration = Duration::from_millis(5);
+
+/// Commit counts for group commit.
+#[derive(Default)]
+struct Group {
+    /// Non-durable commits made so far.
+    committed: u64,
+    /// Every commit up to this count is durable.
+    durable: u64,
+    /// A durable commit is being made.
+    flushing: bool,
+}
+
+impl Inner {
+    fn group(&self) -> MutexGuard<'_, Group> {
+        self.group.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take the next commit number (called holding the write lock, so the
+    /// numbers follow commit order).
+    fn next(&self) -> u64 {
+        let mut g = self.group();
+        g.committed += 1;
+        g.committed
+    }
+
+    /// Commits up to `seq` are durable.
+    fn made_durable(&self, seq: u64) {
+        let mut g = self.group();
+        g.durable = g.durable.max(seq);
+        self.flushed.notify_all();
+    }
+
+    /// Return once commit `seq` is durable.
+    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut g = self.group();
+        while g.durable < seq {
+            if g.flushing {
+                g = self.flushed.wait(g).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let (back, timeout) = self
+                .flushed
+                .wait_timeout(g, FLUSH_WAIT)
+                .unwrap_or_else(|p| p.into_inner());
+            g = back;
+            if g.durable >= seq || g.flushing || !timeout.timed_out() {
+                continue;
+            }
+            g.flushing = true;
+            let upto = g.committed;
+            drop(g);
+            let result = self.flush();
+            g = self.group();
+            g.flushing = false;
+            self.flushed.notify_all();
+            // On failure each waiter tries a flush of its own, and fails
+            // the same way unless the cause has gone.
+            result?;
+            g.durable = g.durable.max(upto);
+        }
+        Ok(())
+    }
+
+    /// An empty durable commit: persists every commit made before it.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .begin_write()
+            .map_err(db_err)?
+            .commit()
+            .map_err(db_err)
+    }
 }
 
 impl Kv {
@@ -132,16 +224,26 @@ impl Kv {
             tx.open_table(t.def()).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        Ok(Kv { db })
+        Ok(Kv {
+            inner: Arc::new(Inner {
+                db,
+                queued: AtomicUsize::new(0),
+                group: Mutex::default(),
+                flushed: Condvar::new(),
+            }),
+        })
     }
 
     pub fn read(&self) -> Result<ReadTx, StoreError> {
-        Ok(ReadTx(self.db.begin_read().map_err(db_err)?))
+        Ok(ReadTx(self.inner.db.begin_read().map_err(db_err)?))
     }
 
     /// Begin the (single) write transaction; waits while another is open.
     pub fn write(&self) -> Result<WriteTx, StoreError> {
-        Ok(WriteTx(self.db.begin_write().map_err(db_err)?))
+        self.inner.queued.fetch_add(1, Ordering::SeqCst);
+        let tx = self.inner.db.begin_write();
+        self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        Ok(WriteTx(tx.map_err(db_err)?, self.inner.clone()))
     }
 }
 
@@ -229,7 +331,7 @@ fn scan_in(
 
 pub struct ReadTx(redb::ReadTransaction);
 
-pub struct WriteTx(redb::WriteTransaction);
+pub struct WriteTx(redb::WriteTransaction, Arc<Inner>);
 
 impl WriteTx {
     pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -245,9 +347,20 @@ impl WriteTx {
         Ok(existed)
     }
 
-    /// Make every change durable (fsync) and visible, atomically.
+    /// Make every change visible atomically, then return once it is durable
+    /// (shared fsync, see the module comment).
     pub fn commit(self) -> Result<(), StoreError> {
-        self.0.commit().map_err(db_err)
+        let WriteTx(mut tx, inner) = self;
+        let seq = inner.next();
+        if inner.queued.load(Ordering::SeqCst) == 0 {
+            tx.commit().map_err(db_err)?;
+            inner.made_durable(seq);
+            return Ok(());
+        }
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        tx.commit().map_err(db_err)?;
+        inner.wait_durable(seq)
     }
 }
 
@@ -286,3 +399,51 @@ macro_rules! impl_reader {
 
 impl_reader!(ReadTx);
 impl_reader!(WriteTx);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writers committing together all return, each sees its own write, and
+    /// everything is there after the database is closed and opened again.
+    #[test]
+    fn grouped_commits_all_land() {
+        let dir = std::env::temp_dir().join(format!("berth-kv-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("meta.redb");
+        {
+            let kv = Kv::open(&path, 1 << 20).unwrap();
+            std::thread::scope(|s| {
+                for t in 0..8 {
+                    let kv = &kv;
+                    s.spawn(move || {
+                        for i in 0..50 {
+                            let k = format!("{t}/{i}");
+                            let mut tx = kv.write().unwrap();
+                            tx.insert(Table::Meta, k.as_bytes(), b"v").unwrap();
+                            tx.commit().unwrap();
+                            assert!(kv
+                                .read()
+                                .unwrap()
+                                .contains(Table::Meta, k.as_bytes())
+                                .unwrap());
+                        }
+                    });
+                }
+            });
+            let g = kv.inner.group();
+            assert_eq!(g.committed, 400);
+            assert_eq!(g.durable, 400, "every commit is durable once all returned");
+        }
+        let kv = Kv::open(&path, 1 << 20).unwrap();
+        let n = kv
+            .read()
+            .unwrap()
+            .scan(Table::Meta, b"", None, 1000)
+            .unwrap()
+            .len();
+        assert_eq!(n, 400);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

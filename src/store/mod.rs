@@ -19,7 +19,7 @@ pub mod scrub;
 pub mod uploads;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use kv::{Kv, Reader, Table};
 
@@ -61,10 +61,12 @@ impl Default for StoreOptions {
 pub struct Store {
     kv: Kv,
     files: files::Files,
-    /// Held while a file is installed and its record committed, and while GC
-    /// commits and deletes files: GC never removes a file that a concurrent
-    /// commit has just made live.
-    install_gate: Mutex<()>,
+    /// Held shared while a file is installed and its record committed, and
+    /// exclusively while GC commits and deletes files: GC never removes a
+    /// file that a concurrent commit has just made live. Writers are not
+    /// serialised here (redb's write lock does that), so they can queue for
+    /// it together and share a durable commit.
+    install_gate: RwLock<()>,
 }
 
 impl Store {
@@ -76,7 +78,7 @@ impl Store {
         let store = Store {
             kv,
             files,
-            install_gate: Mutex::new(()),
+            install_gate: RwLock::new(()),
         };
         store.remove_stray_uploads()?;
         Ok(store)
@@ -94,8 +96,13 @@ impl Store {
         &self.files
     }
 
-    fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.install_gate.lock().unwrap_or_else(|p| p.into_inner())
+    fn gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.install_gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The gate for GC: no install runs while it is held.
+    fn gate_exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.install_gate.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Repositories in lexical order after `last`, at most `n`.
