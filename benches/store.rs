@@ -121,6 +121,36 @@ fn manifests(c: &mut Criterion) {
             .unwrap();
         });
     });
+    // 16 pushers at once, as a CI fleet does: their commits share fsyncs.
+    // Reported per batch of 16 puts.
+    let mut batch = 0u64;
+    c.bench_function("manifest_put_durable_16_concurrent", |b| {
+        b.iter(|| {
+            batch += 1;
+            std::thread::scope(|sc| {
+                for t in 0..16 {
+                    let (s, body) = (&s, &body);
+                    sc.spawn(move || {
+                        let m = body.replace(
+                            "\"layers\":[]",
+                            &format!("\"layers\":[],\"annotations\":{{\"n\":\"c{batch}-{t}\"}}"),
+                        );
+                        let d = verify::digest_bytes(Algorithm::Sha256, m.as_bytes());
+                        let sum = manifest::parse("", m.as_bytes()).unwrap();
+                        s.put_manifest(
+                            "r",
+                            &d,
+                            m.as_bytes(),
+                            &sum,
+                            &[format!("c{batch}-{t}")],
+                            &|_, _| TagTarget::Point(d.clone()),
+                        )
+                        .unwrap();
+                    });
+                }
+            });
+        });
+    });
     let tag = Reference::Tag("t1".into());
     c.bench_function("manifest_get_by_tag", |b| {
         b.iter(|| s.manifest("r", &tag).unwrap().unwrap());

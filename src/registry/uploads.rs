@@ -24,9 +24,15 @@ pub struct Session {
     /// Per-block hashes of bytes `0..offset`; None after a restart.
     blocks: Option<BlockHasher>,
     pub last_active: Instant,
+    /// Bytes before this offset have been handed to the disk.
+    written_back: u64,
     /// Set once the session is finished or cancelled.
     closed: bool,
 }
+
+/// Hand received bytes to the disk every this many, while more arrive:
+/// the disk writes while the bytes after them are received and hashed.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl Session {
     /// Append bytes at the current offset.
@@ -40,6 +46,14 @@ impl Session {
         }
         self.offset += data.len() as u64;
         self.last_active = Instant::now();
+        if self.offset - self.written_back >= WRITEBACK_EVERY {
+            crate::store::files::start_writeback(
+                &self.file,
+                self.written_back,
+                self.offset - self.written_back,
+            );
+            self.written_back = self.offset;
+        }
         Ok(())
     }
 
@@ -124,6 +138,7 @@ impl Registry {
             hasher: Some(Hasher::new(alg)),
             blocks: Some(BlockHasher::default()),
             last_active: Instant::now(),
+            written_back: 0,
             closed: false,
         };
         let entry = (
@@ -162,6 +177,7 @@ impl Registry {
             hasher: None,
             blocks: None,
             last_active: Instant::now(),
+            written_back: 0,
             closed: false,
         };
         let mut map = self.sessions.map();
