@@ -74,34 +74,33 @@ impl Store {
         policy: TagPolicy<'_>,
     ) -> Result<Vec<(String, Digest)>, PutError> {
         let _gate = self.gate();
-        let mut tx = self.kv.write()?;
-        for b in summary.required_blobs() {
-            if !tx.contains(Table::RepoBlobs, &kv::key(&[repo, &b.digest.to_string()]))? {
-                return Err(PutError::BlobUnknown(b.digest.clone()));
+        self.batch.run(&self.kv, |tx| {
+            // Refuse before writing: the batch commits the others' changes.
+            for b in summary.required_blobs() {
+                if !tx.contains(Table::RepoBlobs, &kv::key(&[repo, &b.digest.to_string()]))? {
+                    return Ok(Err(PutError::BlobUnknown(b.digest.clone())));
+                }
             }
-        }
-        for c in &summary.children {
-            if !tx.contains(
-                Table::RepoManifests,
-                &kv::key(&[repo, &c.digest.to_string()]),
-            )? {
-                return Err(PutError::ManifestUnknown(c.digest.clone()));
+            for c in &summary.children {
+                let link = kv::key(&[repo, &c.digest.to_string()]);
+                if !tx.contains(Table::RepoManifests, &link)? {
+                    return Ok(Err(PutError::ManifestUnknown(c.digest.clone())));
+                }
             }
-        }
-        self.store_in(&mut tx, repo, digest, bytes, summary, false)?;
-        let mut moved = Vec::new();
-        for t in tags {
-            let current = self.tag_current_in(&tx, repo, t)?;
-            let target = policy(t, current.as_ref());
-            if let Some(d) = self.apply_in(&mut tx, repo, t, target)? {
-                moved.push((t.clone(), d));
-            } else if let Some(c) = current {
-                moved.push((t.clone(), c.digest));
+            self.store_in(tx, repo, digest, bytes, summary, false)?;
+            let mut moved = Vec::new();
+            for t in tags {
+                let current = self.tag_current_in(tx, repo, t)?;
+                let target = policy(t, current.as_ref());
+                if let Some(d) = self.apply_in(tx, repo, t, target)? {
+                    moved.push((t.clone(), d));
+                } else if let Some(c) = current {
+                    moved.push((t.clone(), c.digest));
+                }
             }
-        }
-        touch_repo(&mut tx, repo)?;
-        tx.commit()?;
-        Ok(moved)
+            touch_repo(tx, repo)?;
+            Ok(Ok(moved))
+        })
     }
 
     /// Record a manifest (if new) and link it into `repo`.

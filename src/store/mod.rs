@@ -8,6 +8,7 @@
 //! A file without a committed record is garbage; a record is committed only
 //! after its file is durable. Every logical change is one write transaction.
 
+pub mod batch;
 pub mod blobs;
 pub mod files;
 pub mod gc;
@@ -67,6 +68,8 @@ pub struct Store {
     /// serialised here (redb's write lock does that), so they can queue for
     /// it together and share a durable commit.
     install_gate: RwLock<()>,
+    /// Manifest pushes arriving together share a transaction.
+    batch: batch::Batcher,
 }
 
 impl Store {
@@ -79,6 +82,7 @@ impl Store {
             kv,
             files,
             install_gate: RwLock::new(()),
+            batch: batch::Batcher::default(),
         };
         store.remove_stray_uploads()?;
         Ok(store)
