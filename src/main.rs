@@ -146,6 +146,9 @@ fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
         });
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // The default queue of 128,000 lines preallocates (and, as it cycles,
+        // touches) ~3 MiB; a request that finds 8,192 lines queued waits.
+        .buffered_lines_limit(8192)
         .finish(std::io::BufWriter::with_capacity(
             64 << 10,
             std::io::stderr(),
