@@ -104,3 +104,66 @@ fn online_gc_reclaims_and_counts() {
     );
     assert_eq!(value(&m, "berth_store_blobs", &[]), 0.0);
 }
+
+/// The request log: pushes are logged, reads only with `log.access = true`.
+#[test]
+fn reads_are_logged_only_when_asked() {
+    for access in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("berth.toml");
+        std::fs::write(&config, format!("[log]\naccess = {access}\n")).unwrap();
+        let log_path = dir.path().join("stderr.log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let c = Client::from_base(&format!("http://127.0.0.1:{port}"));
+        let mut up = false;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(up, "server did not start");
+        let digest = c.push_blob("logged/repo", b"some bytes");
+        assert_eq!(
+            c.get(&format!("/v2/logged/repo/blobs/{digest}")).status,
+            200
+        );
+        // Log lines are written by a background thread: give it a moment.
+        let mut log = String::new();
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            log = std::fs::read_to_string(&log_path).unwrap();
+            if log.contains("method=POST") && (!access || log.contains("method=GET")) {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(log.contains("method=POST"), "push not logged:\n{log}");
+        assert_eq!(
+            log.contains("method=GET"),
+            access,
+            "access = {access}:\n{log}"
+        );
+    }
+}
