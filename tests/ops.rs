@@ -110,39 +110,9 @@ fn online_gc_reclaims_and_counts() {
 fn reads_are_logged_only_when_asked() {
     for access in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("berth.toml");
-        std::fs::write(&config, format!("[log]\naccess = {access}\n")).unwrap();
         let log_path = dir.path().join("stderr.log");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        let c = Client::from_base(&format!("http://127.0.0.1:{port}"));
-        let mut up = false;
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                up = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        assert!(up, "server did not start");
+        let s = Server::start_logged(&format!("[log]\naccess = {access}\n"), &log_path);
+        let c = Client::new(&s);
         let digest = c.push_blob("logged/repo", b"some bytes");
         assert_eq!(
             c.get(&format!("/v2/logged/repo/blobs/{digest}")).status,
@@ -157,8 +127,6 @@ fn reads_are_logged_only_when_asked() {
                 break;
             }
         }
-        let _ = child.kill();
-        let _ = child.wait();
         assert!(log.contains("method=POST"), "push not logged:\n{log}");
         assert_eq!(
             log.contains("method=GET"),

@@ -20,6 +20,8 @@ pub struct Server {
     extra: Vec<(String, String)>,
     /// Serves HTTPS: readiness is a TCP connect, not GET /healthz.
     tls: bool,
+    /// Where the server's stderr goes (inherited when None).
+    log: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -49,6 +51,7 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             tls: env.iter().any(|(k, _)| *k == "BERTH_TLS_CERT"),
+            log: None,
         };
         s.spawn();
         s
@@ -56,16 +59,31 @@ impl Server {
 
     /// A fresh server with a config file of `toml`.
     pub fn start_with_config(toml: &str) -> Server {
+        Server::configured(toml, None)
+    }
+
+    /// Like `start_with_config`, with the default log filter and stderr
+    /// written to `log`.
+    pub fn start_logged(toml: &str, log: &Path) -> Server {
+        Server::configured(toml, Some(log))
+    }
+
+    fn configured(toml: &str, log: Option<&Path>) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = tmp.path().join("berth.toml");
         std::fs::write(&cfg, toml).unwrap();
+        let mut extra = vec![("--config".to_string(), cfg.display().to_string())];
+        if log.is_some() {
+            extra.push(("RUST_LOG".into(), "info".into()));
+        }
         let mut s = Server {
             port: 0,
             data: tmp.path().join("data"),
             child: None,
             _tmp: Some(tmp),
-            extra: vec![("--config".into(), cfg.display().to_string())],
+            extra,
             tls: toml.contains("[tls]"),
+            log: log.map(Path::to_path_buf),
         };
         s.spawn();
         s
@@ -80,6 +98,7 @@ impl Server {
             _tmp: None,
             extra: Vec::new(),
             tls: false,
+            log: None,
         };
         s.spawn();
         s
@@ -97,7 +116,10 @@ impl Server {
         .arg(&self.data)
         .env("RUST_LOG", "warn,actix_http::h1::dispatcher=off")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(match &self.log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::inherit(),
+        });
         for (k, v) in &self.extra {
             if k.starts_with("--") {
                 cmd.args([k, v]);
