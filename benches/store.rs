@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use berth::oci::{manifest, Algorithm, Reference};
-use berth::store::{Store, StoreOptions, TagTarget};
+use berth::store::{ManifestPush, Store, StoreOptions};
 use berth::verify::blocks::BlockHasher;
 use berth::verify::{self, Hasher};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -115,10 +115,9 @@ fn manifests(c: &mut Criterion) {
             );
             let d = verify::digest_bytes(Algorithm::Sha256, m.as_bytes());
             let sum = manifest::parse("", m.as_bytes()).unwrap();
-            s.put_manifest("r", &d, m.as_bytes(), &sum, &[format!("t{i}")], &|_, _| {
-                TagTarget::Point(d.clone())
-            })
-            .unwrap();
+            let tag = format!("t{i}");
+            s.put_manifest(ManifestPush::point("r", &d, m.as_bytes(), sum, &[&tag]))
+                .unwrap();
         });
     });
     // 16 pushers at once, as a CI fleet does: their commits share fsyncs.
@@ -137,15 +136,9 @@ fn manifests(c: &mut Criterion) {
                         );
                         let d = verify::digest_bytes(Algorithm::Sha256, m.as_bytes());
                         let sum = manifest::parse("", m.as_bytes()).unwrap();
-                        s.put_manifest(
-                            "r",
-                            &d,
-                            m.as_bytes(),
-                            &sum,
-                            &[format!("c{batch}-{t}")],
-                            &|_, _| TagTarget::Point(d.clone()),
-                        )
-                        .unwrap();
+                        let tag = format!("c{batch}-{t}");
+                        s.put_manifest(ManifestPush::point("r", &d, m.as_bytes(), sum, &[&tag]))
+                            .unwrap();
                     });
                 }
             });

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use berth::oci::manifest;
 use berth::oci::{Algorithm, Digest, Reference};
 use berth::store::kv::{Kv, Table};
-use berth::store::{PutError, Store, StoreError, StoreOptions, TagTarget};
+use berth::store::{ManifestPush, PutError, Store, StoreError, StoreOptions, TagTarget};
 use berth::verify;
 use berth::verify::blocks::BlockHasher;
 use common::{bytes, image_manifest};
@@ -44,9 +44,7 @@ fn put_image(store: &Store, repo: &str, tag: &str, seed: u64) -> Result<Digest, 
     );
     let d = verify::digest_bytes(Algorithm::Sha256, &m);
     let summary = manifest::parse(common::OCI_MANIFEST, &m).unwrap();
-    store.put_manifest(repo, &d, &m, &summary, &[tag.to_string()], &|_, _| {
-        TagTarget::Point(d.clone())
-    })?;
+    store.put_manifest(ManifestPush::point(repo, &d, &m, summary, &[tag]))?;
     Ok(d)
 }
 
@@ -122,9 +120,7 @@ fn manifests_tags_and_cas() {
     let dm = verify::digest_bytes(Algorithm::Sha256, &m);
     let summary = manifest::parse(common::OCI_MANIFEST, &m).unwrap();
     assert!(matches!(
-        s.put_manifest("r", &dm, &m, &summary, &["bad".into()], &|_, _| {
-            TagTarget::Point(dm.clone())
-        }),
+        s.put_manifest(ManifestPush::point("r", &dm, &m, summary, &["bad"])),
         Err(PutError::BlobUnknown(_))
     ));
     assert!(s

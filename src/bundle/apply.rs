@@ -61,7 +61,7 @@ impl Destination for Local<'_> {
                 repo,
                 &Reference::Digest(digest.clone()),
                 media_type,
-                bytes,
+                bytes.to_vec(),
                 tags,
             )
             .map_err(|e| BundleError::Registry(format!("{repo}@{digest}: {e}")))?;

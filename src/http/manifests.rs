@@ -12,6 +12,9 @@ use crate::oci::{media, Kind, Platform, Reference};
 use crate::registry::Error;
 use serde_json::json;
 
+/// Manifests up to this size are checked on the async worker.
+const CHECK_INLINE_MAX: usize = 64 * 1024;
+
 /// A tag that cannot exist is unknown when read (404) and invalid when pushed (400).
 fn reference(s: &str, pushing: bool) -> Result<Reference, ApiError> {
     Reference::parse(s).map_err(|e| match e {
@@ -129,10 +132,18 @@ async fn put(
     }
     let bytes = body::read_limited(payload, limit).await?;
     let content_type = header(req, "Content-Type").unwrap_or("").to_string();
-    let reg = state.clone();
-    let (r2, tagged_by_query) = (repo.clone(), !tags.is_empty());
-    let pushed = web::block(move || reg.put_manifest(&r2, &reference, &content_type, &bytes, tags))
-        .await??;
+    let tagged_by_query = !tags.is_empty();
+    // Parsing and hashing a small manifest takes microseconds: done here. A
+    // large one (up to the limit's megabytes) goes to the blocking pool so
+    // it does not stall this worker's other connections.
+    let (push, prepared) = if bytes.len() <= CHECK_INLINE_MAX {
+        state.prepare_manifest(&repo, &reference, &content_type, bytes, tags)?
+    } else {
+        let (reg, repo) = (state.clone(), repo.clone());
+        web::block(move || reg.prepare_manifest(&repo, &reference, &content_type, bytes, tags))
+            .await??
+    };
+    let pushed = prepared.stored(state.store.submit_manifest(push).outcome().await)?;
     let mut r = HttpResponse::Created();
     r.insert_header((
         "Location",

@@ -5,7 +5,7 @@ use super::merge::{self, MergeMode};
 use super::{Error, Registry, Result};
 use crate::oci::manifest::{self, ManifestError};
 use crate::oci::{Algorithm, Digest, Platform, Reference, Summary};
-use crate::store::{PutError, TagTarget};
+use crate::store::{ManifestPush, PutError, TagCurrent, TagDigests, TagTarget};
 use crate::verify;
 
 /// Config blobs larger than this are not read for a platform.
@@ -19,6 +19,33 @@ pub struct Pushed {
     pub tags: Vec<String>,
     /// Each tag's digest after the push (an index when platforms merged).
     pub tag_digests: Vec<(String, Digest)>,
+}
+
+/// A checked manifest push, waiting for the store's answer.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    digest: Digest,
+    subject: Option<Digest>,
+    tags: Vec<String>,
+}
+
+impl Prepared {
+    /// The push's outcome from the store's answer.
+    pub fn stored(self, r: std::result::Result<TagDigests, PutError>) -> Result<Pushed> {
+        let tag_digests = r.map_err(|e| match e {
+            PutError::BlobUnknown(d) => Error::ManifestBlobUnknown(d.to_string()),
+            PutError::ManifestUnknown(d) => {
+                Error::ManifestUnknown(format!("child {d} of the index"))
+            }
+            PutError::Store(s) => Error::Store(s),
+        })?;
+        Ok(Pushed {
+            digest: self.digest,
+            subject: self.subject,
+            tags: self.tags,
+            tag_digests,
+        })
+    }
 }
 
 /// The policy that applies to a repository.
@@ -63,17 +90,33 @@ impl Registry {
         repo: &str,
         reference: &Reference,
         content_type: &str,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         extra_tags: Vec<String>,
     ) -> Result<Pushed> {
-        let mut summary = manifest::parse(content_type, bytes).map_err(|e| match e {
+        let (push, prepared) =
+            self.prepare_manifest(repo, reference, content_type, bytes, extra_tags)?;
+        prepared.stored(self.store.put_manifest(push))
+    }
+
+    /// Check a manifest push (parse, digest, platform) and make the change
+    /// for the store; [`Prepared::stored`] turns the store's answer into
+    /// the push's outcome.
+    pub fn prepare_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        content_type: &str,
+        bytes: Vec<u8>,
+        extra_tags: Vec<String>,
+    ) -> Result<(ManifestPush, Prepared)> {
+        let mut summary = manifest::parse(content_type, &bytes).map_err(|e| match e {
             ManifestError::Schema1 | ManifestError::Json(_) | ManifestError::Invalid(_) => {
                 Error::ManifestInvalid(e.to_string())
             }
         })?;
         let (digest, mut tags) = match reference {
             Reference::Digest(want) => {
-                let got = verify::digest_bytes(want.algorithm(), bytes);
+                let got = verify::digest_bytes(want.algorithm(), &bytes);
                 if &got != want {
                     return Err(Error::DigestInvalid(format!(
                         "manifest body has digest {got}, the reference says {want}"
@@ -82,7 +125,7 @@ impl Registry {
                 (got, Vec::new())
             }
             Reference::Tag(t) => (
-                verify::digest_bytes(Algorithm::Sha256, bytes),
+                verify::digest_bytes(Algorithm::Sha256, &bytes),
                 vec![t.clone()],
             ),
         };
@@ -93,34 +136,38 @@ impl Registry {
         }
         summary.platform = self.config_platform(repo, &summary);
         let mode = self.policy(repo).merge;
-        let pushed = merge::Pushed {
-            digest: &digest,
-            size: bytes.len() as u64,
-            summary: &summary,
-        };
-        let policy = |_: &str, current: Option<&crate::store::TagCurrent>| {
+        let (d, size, s, merges) = (
+            digest.clone(),
+            bytes.len() as u64,
+            summary.clone(),
+            self.metrics.merges.clone(),
+        );
+        let policy = move |_: &str, current: Option<&TagCurrent>| {
+            let pushed = merge::Pushed {
+                digest: &d,
+                size,
+                summary: &s,
+            };
             let target = merge::on_push(mode, &pushed, current);
             if matches!(target, TagTarget::Index(_)) {
-                self.metrics.merges.inc();
+                merges.inc();
             }
             target
         };
-        let tag_digests = self
-            .store
-            .put_manifest(repo, &digest, bytes, &summary, &tags, &policy)
-            .map_err(|e| match e {
-                PutError::BlobUnknown(d) => Error::ManifestBlobUnknown(d.to_string()),
-                PutError::ManifestUnknown(d) => {
-                    Error::ManifestUnknown(format!("child {d} of the index"))
-                }
-                PutError::Store(s) => Error::Store(s),
-            })?;
-        Ok(Pushed {
+        let prepared = Prepared {
+            digest: digest.clone(),
+            subject: summary.subject.as_ref().map(|s| s.digest.clone()),
+            tags: tags.clone(),
+        };
+        let push = ManifestPush {
+            repo: repo.to_string(),
             digest,
-            subject: summary.subject.map(|s| s.digest),
+            bytes,
+            summary,
             tags,
-            tag_digests,
-        })
+            policy: Box::new(policy),
+        };
+        Ok((push, prepared))
     }
 
     /// The platform an image states in its config blob (read once, at push).

@@ -119,6 +119,7 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into().to_string())
 }
 
+#[derive(Clone)]
 pub struct Kv {
     inner: Arc<Inner>,
 }

@@ -1,5 +1,7 @@
 //! Manifests, their repository links, tags and referrers.
 
+use super::commit::Pending;
+use super::files::Files;
 use super::kv::{self, Reader, Table, WriteTx};
 use super::records::{self, ManifestRecord};
 use super::{prune_repo, touch_repo, Store, StoreError};
@@ -57,141 +59,55 @@ pub enum TagTarget {
 
 /// Decides a tag's new target from its current one, inside the write
 /// transaction (so the decision is a compare-and-swap).
-pub type TagPolicy<'a> = &'a dyn Fn(&str, Option<&TagCurrent>) -> TagTarget;
+pub type TagPolicy = Box<dyn Fn(&str, Option<&TagCurrent>) -> TagTarget + Send>;
+
+/// A parsed, digest-checked manifest to store in `repo`, moving `tags` as
+/// `policy` decides (plain pushes: `TagTarget::Point(digest)`).
+pub struct ManifestPush {
+    pub repo: String,
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+    pub summary: Summary,
+    pub tags: Vec<String>,
+    pub policy: TagPolicy,
+}
+
+impl ManifestPush {
+    /// A plain push: each tag points at the manifest.
+    pub fn point(
+        repo: &str,
+        digest: &Digest,
+        bytes: &[u8],
+        summary: Summary,
+        tags: &[&str],
+    ) -> ManifestPush {
+        let d = digest.clone();
+        ManifestPush {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+            bytes: bytes.to_vec(),
+            summary,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            policy: Box::new(move |_, _| TagTarget::Point(d.clone())),
+        }
+    }
+}
+
+/// Each tag's digest after a push.
+pub type TagDigests = Vec<(String, Digest)>;
 
 impl Store {
-    /// Store a parsed, digest-checked manifest in `repo` and move `tags` as
-    /// `policy` decides (plain pushes: `TagTarget::Point(digest)`), in one
-    /// transaction. Every blob and child it names must already be in the
-    /// repository. Returns each tag's new digest.
-    pub fn put_manifest(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        bytes: &[u8],
-        summary: &Summary,
-        tags: &[String],
-        policy: TagPolicy<'_>,
-    ) -> Result<Vec<(String, Digest)>, PutError> {
-        let _gate = self.gate();
-        self.batch.run(&self.kv, |tx| {
-            // Refuse before writing: the batch commits the others' changes.
-            for b in summary.required_blobs() {
-                if !tx.contains(Table::RepoBlobs, &kv::key(&[repo, &b.digest.to_string()]))? {
-                    return Ok(Err(PutError::BlobUnknown(b.digest.clone())));
-                }
-            }
-            for c in &summary.children {
-                let link = kv::key(&[repo, &c.digest.to_string()]);
-                if !tx.contains(Table::RepoManifests, &link)? {
-                    return Ok(Err(PutError::ManifestUnknown(c.digest.clone())));
-                }
-            }
-            self.store_in(tx, repo, digest, bytes, summary, false)?;
-            let mut moved = Vec::new();
-            for t in tags {
-                let current = self.tag_current_in(tx, repo, t)?;
-                let target = policy(t, current.as_ref());
-                if let Some(d) = self.apply_in(tx, repo, t, target)? {
-                    moved.push((t.clone(), d));
-                } else if let Some(c) = current {
-                    moved.push((t.clone(), c.digest));
-                }
-            }
-            touch_repo(tx, repo)?;
-            Ok(Ok(moved))
-        })
+    /// Store a manifest and move its tags in one transaction, shared with
+    /// the pushes arriving at the same time (see `commit`). Every blob and
+    /// child it names must already be in the repository.
+    pub fn submit_manifest(&self, push: ManifestPush) -> Pending<TagDigests, PutError> {
+        let files = self.files.clone();
+        self.committer.submit(move |tx| put_in(tx, &files, push))
     }
 
-    /// Record a manifest (if new) and link it into `repo`.
-    fn store_in(
-        &self,
-        tx: &mut WriteTx,
-        repo: &str,
-        digest: &Digest,
-        bytes: &[u8],
-        summary: &Summary,
-        made_by_berth: bool,
-    ) -> Result<(), StoreError> {
-        let d = digest.to_string();
-        if !tx.contains(Table::Manifests, d.as_bytes())? {
-            let in_file = bytes.len() > INLINE_MAX;
-            if in_file && !self.files.manifest_path(digest).exists() {
-                self.files
-                    .write_durable(&self.files.manifest_path(digest), bytes)?;
-            }
-            let rec = ManifestRecord {
-                size: bytes.len() as u64,
-                in_file,
-                summary: summary.clone(),
-                made_by_berth,
-            };
-            tx.insert(Table::Manifests, d.as_bytes(), &records::encode(&rec))?;
-            if !in_file {
-                tx.insert(Table::ManifestBytes, d.as_bytes(), bytes)?;
-            }
-        }
-        let link = kv::key(&[repo, &d]);
-        if !tx.contains(Table::RepoManifests, &link)? {
-            tx.insert(
-                Table::RepoManifests,
-                &link,
-                records::now().to_string().as_bytes(),
-            )?;
-        }
-        if let Some(s) = &summary.subject {
-            tx.insert(
-                Table::Referrers,
-                &kv::key(&[repo, &s.digest.to_string(), &d]),
-                b"",
-            )?;
-        }
-        Ok(())
-    }
-
-    fn tag_current_in(
-        &self,
-        tx: &WriteTx,
-        repo: &str,
-        tag: &str,
-    ) -> Result<Option<TagCurrent>, StoreError> {
-        let Some(digest) = resolve_in(tx, repo, &Reference::Tag(tag.to_string()))? else {
-            return Ok(None);
-        };
-        let (rec, bytes) = self.load_in(tx, &digest)?;
-        Ok(Some(TagCurrent {
-            digest,
-            summary: rec.summary,
-            bytes,
-            made_by_berth: rec.made_by_berth,
-        }))
-    }
-
-    /// Move a tag; returns its new digest (None when removed or kept).
-    fn apply_in(
-        &self,
-        tx: &mut WriteTx,
-        repo: &str,
-        tag: &str,
-        target: TagTarget,
-    ) -> Result<Option<Digest>, StoreError> {
-        let k = kv::key(&[repo, tag]);
-        match target {
-            TagTarget::Keep => Ok(None),
-            TagTarget::Remove => {
-                remove_tag(tx, &k)?;
-                Ok(None)
-            }
-            TagTarget::Point(d) => {
-                set_tag(tx, &k, &d.to_string())?;
-                Ok(Some(d))
-            }
-            TagTarget::Index(m) => {
-                self.store_in(tx, repo, &m.digest, &m.bytes, &m.summary, m.made_by_berth)?;
-                set_tag(tx, &k, &m.digest.to_string())?;
-                Ok(Some(m.digest))
-            }
-        }
+    /// [`Store::submit_manifest`], waiting for the outcome.
+    pub fn put_manifest(&self, push: ManifestPush) -> Result<TagDigests, PutError> {
+        self.submit_manifest(push).wait()
     }
 
     /// A manifest's record and bytes.
@@ -200,27 +116,7 @@ impl Store {
         tx: &impl Reader,
         digest: &Digest,
     ) -> Result<(ManifestRecord, Vec<u8>), StoreError> {
-        let d = digest.to_string();
-        let Some(rec) = manifest_record(tx, &d)? else {
-            return Err(StoreError::Corrupt(format!(
-                "manifest {d} is linked but has no record"
-            )));
-        };
-        let bytes = if rec.in_file {
-            std::fs::read(self.files.manifest_path(digest))
-                .map_err(|e| StoreError::Corrupt(format!("manifest {d}: file unreadable: {e}")))?
-        } else {
-            tx.get(Table::ManifestBytes, d.as_bytes())?
-                .ok_or_else(|| StoreError::Corrupt(format!("manifest {d}: bytes missing")))?
-        };
-        if bytes.len() as u64 != rec.size {
-            return Err(StoreError::Corrupt(format!(
-                "manifest {d}: {} bytes stored, record says {}",
-                bytes.len(),
-                rec.size
-            )));
-        }
-        Ok((rec, bytes))
+        load_in(tx, &self.files, digest)
     }
 
     /// The digest a reference names in `repo`, if the repository holds it.
@@ -268,14 +164,14 @@ impl Store {
                 remove_tag(&mut tx, &k)?;
                 continue;
             }
-            let Some(current) = self.tag_current_in(&tx, repo, &tag)? else {
+            let Some(current) = tag_current_in(&tx, &self.files, repo, &tag)? else {
                 continue;
             };
             if is_index(&current.summary)
                 && current.summary.children.iter().any(|c| &c.digest == digest)
             {
                 let target = prune(&current, digest);
-                self.apply_in(&mut tx, repo, &tag, target)?;
+                apply_in(&mut tx, &self.files, repo, &tag, target)?;
             }
         }
         if let Some(rec) = manifest_record(&tx, &d)? {
@@ -365,6 +261,176 @@ impl Store {
     pub fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
         manifest_record(&self.kv.read()?, &digest.to_string())
     }
+}
+
+/// Refuse, or store the manifest and move the tags (see [`ManifestPush`]).
+fn put_in(
+    tx: &mut WriteTx,
+    files: &Files,
+    push: ManifestPush,
+) -> Result<Result<TagDigests, PutError>, StoreError> {
+    let ManifestPush {
+        repo,
+        digest,
+        bytes,
+        summary,
+        tags,
+        policy,
+    } = push;
+    // Refuse before writing: the batch commits the others' changes.
+    for b in summary.required_blobs() {
+        if !tx.contains(Table::RepoBlobs, &kv::key(&[&repo, &b.digest.to_string()]))? {
+            return Ok(Err(PutError::BlobUnknown(b.digest.clone())));
+        }
+    }
+    for c in &summary.children {
+        if !tx.contains(
+            Table::RepoManifests,
+            &kv::key(&[&repo, &c.digest.to_string()]),
+        )? {
+            return Ok(Err(PutError::ManifestUnknown(c.digest.clone())));
+        }
+    }
+    store_in(tx, files, &repo, &digest, &bytes, &summary, false)?;
+    let mut moved = Vec::new();
+    for t in &tags {
+        let current = tag_current_in(tx, files, &repo, t)?;
+        let target = policy(t, current.as_ref());
+        if let Some(d) = apply_in(tx, files, &repo, t, target)? {
+            moved.push((t.clone(), d));
+        } else if let Some(c) = current {
+            moved.push((t.clone(), c.digest));
+        }
+    }
+    touch_repo(tx, &repo)?;
+    Ok(Ok(moved))
+}
+
+/// Record a manifest (if new) and link it into `repo`.
+fn store_in(
+    tx: &mut WriteTx,
+    files: &Files,
+    repo: &str,
+    digest: &Digest,
+    bytes: &[u8],
+    summary: &Summary,
+    made_by_berth: bool,
+) -> Result<(), StoreError> {
+    let d = digest.to_string();
+    if !tx.contains(Table::Manifests, d.as_bytes())? {
+        let in_file = bytes.len() > INLINE_MAX;
+        if in_file && !files.manifest_path(digest).exists() {
+            files.write_durable(&files.manifest_path(digest), bytes)?;
+        }
+        let rec = ManifestRecord {
+            size: bytes.len() as u64,
+            in_file,
+            summary: summary.clone(),
+            made_by_berth,
+        };
+        tx.insert(Table::Manifests, d.as_bytes(), &records::encode(&rec))?;
+        if !in_file {
+            tx.insert(Table::ManifestBytes, d.as_bytes(), bytes)?;
+        }
+    }
+    let link = kv::key(&[repo, &d]);
+    if !tx.contains(Table::RepoManifests, &link)? {
+        tx.insert(
+            Table::RepoManifests,
+            &link,
+            records::now().to_string().as_bytes(),
+        )?;
+    }
+    if let Some(s) = &summary.subject {
+        tx.insert(
+            Table::Referrers,
+            &kv::key(&[repo, &s.digest.to_string(), &d]),
+            b"",
+        )?;
+    }
+    Ok(())
+}
+
+fn tag_current_in(
+    tx: &WriteTx,
+    files: &Files,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<TagCurrent>, StoreError> {
+    let Some(digest) = resolve_in(tx, repo, &Reference::Tag(tag.to_string()))? else {
+        return Ok(None);
+    };
+    let (rec, bytes) = load_in(tx, files, &digest)?;
+    Ok(Some(TagCurrent {
+        digest,
+        summary: rec.summary,
+        bytes,
+        made_by_berth: rec.made_by_berth,
+    }))
+}
+
+/// Move a tag; returns its new digest (None when removed or kept).
+fn apply_in(
+    tx: &mut WriteTx,
+    files: &Files,
+    repo: &str,
+    tag: &str,
+    target: TagTarget,
+) -> Result<Option<Digest>, StoreError> {
+    let k = kv::key(&[repo, tag]);
+    match target {
+        TagTarget::Keep => Ok(None),
+        TagTarget::Remove => {
+            remove_tag(tx, &k)?;
+            Ok(None)
+        }
+        TagTarget::Point(d) => {
+            set_tag(tx, &k, &d.to_string())?;
+            Ok(Some(d))
+        }
+        TagTarget::Index(m) => {
+            store_in(
+                tx,
+                files,
+                repo,
+                &m.digest,
+                &m.bytes,
+                &m.summary,
+                m.made_by_berth,
+            )?;
+            set_tag(tx, &k, &m.digest.to_string())?;
+            Ok(Some(m.digest))
+        }
+    }
+}
+
+/// A manifest's record and bytes.
+fn load_in(
+    tx: &impl Reader,
+    files: &Files,
+    digest: &Digest,
+) -> Result<(ManifestRecord, Vec<u8>), StoreError> {
+    let d = digest.to_string();
+    let Some(rec) = manifest_record(tx, &d)? else {
+        return Err(StoreError::Corrupt(format!(
+            "manifest {d} is linked but has no record"
+        )));
+    };
+    let bytes = if rec.in_file {
+        std::fs::read(files.manifest_path(digest))
+            .map_err(|e| StoreError::Corrupt(format!("manifest {d}: file unreadable: {e}")))?
+    } else {
+        tx.get(Table::ManifestBytes, d.as_bytes())?
+            .ok_or_else(|| StoreError::Corrupt(format!("manifest {d}: bytes missing")))?
+    };
+    if bytes.len() as u64 != rec.size {
+        return Err(StoreError::Corrupt(format!(
+            "manifest {d}: {} bytes stored, record says {}",
+            bytes.len(),
+            rec.size
+        )));
+    }
+    Ok((rec, bytes))
 }
 
 /// Point a tag (its full key) at a digest, recording when it moved (unix

@@ -8,8 +8,8 @@
 //! A file without a committed record is garbage; a record is committed only
 //! after its file is durable. Every logical change is one write transaction.
 
-pub mod batch;
 pub mod blobs;
+pub mod commit;
 pub mod files;
 pub mod gc;
 pub mod kv;
@@ -20,13 +20,15 @@ pub mod scrub;
 pub mod uploads;
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use kv::{Kv, Reader, Table};
 
 pub use blobs::BlobInfo;
 pub use gc::GcReport;
-pub use manifests::{ManifestData, NewManifest, PutError, TagCurrent, TagPolicy, TagTarget};
+pub use manifests::{
+    ManifestData, ManifestPush, NewManifest, PutError, TagCurrent, TagDigests, TagPolicy, TagTarget,
+};
 pub use records::{BlobRecord, ManifestRecord, UploadRecord};
 
 /// The on-disk format version this build reads and writes.
@@ -67,9 +69,9 @@ pub struct Store {
     /// file that a concurrent commit has just made live. Writers are not
     /// serialised here (redb's write lock does that), so they can queue for
     /// it together and share a durable commit.
-    install_gate: RwLock<()>,
-    /// Manifest pushes arriving together share a transaction.
-    batch: batch::Batcher,
+    install_gate: Arc<RwLock<()>>,
+    /// Applies manifest pushes, many per transaction.
+    committer: commit::Committer,
 }
 
 impl Store {
@@ -78,11 +80,13 @@ impl Store {
         let files = files::Files::new(dir)?;
         let kv = Kv::open(&dir.join("meta.redb"), opts.cache_mb.max(1) << 20)?;
         check_schema(&kv)?;
+        let install_gate = Arc::new(RwLock::new(()));
+        let committer = commit::Committer::start(kv.clone(), install_gate.clone())?;
         let store = Store {
             kv,
             files,
-            install_gate: RwLock::new(()),
-            batch: batch::Batcher::default(),
+            install_gate,
+            committer,
         };
         store.remove_stray_uploads()?;
         Ok(store)
