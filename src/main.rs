@@ -121,6 +121,26 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Blob intake without the network: upload session, hashing, write,
+    /// fsyncs and commit, as a push does. The ceiling for upload figures.
+    Ingest {
+        /// Directory on the disk to measure (use the data disk); a scratch
+        /// store is made inside it and removed.
+        #[arg(long, default_value_os_t = std::env::temp_dir())]
+        dir: std::path::PathBuf,
+        /// Blob sizes in MiB, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,32,256")]
+        sizes: Vec<usize>,
+        /// Concurrent streams, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        streams: Vec<usize>,
+        /// At most this many blobs per size and stream count (at least one
+        /// per stream).
+        #[arg(long, default_value_t = 256)]
+        max_blobs: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +275,22 @@ fn main() -> ExitCode {
                     json,
                 },
         } => match cli::bench::parse_size(&size).and_then(|n| cli::bench::run(n, threads, json)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Bench {
+            command:
+                BenchCommand::Ingest {
+                    dir,
+                    sizes,
+                    streams,
+                    max_blobs,
+                    json,
+                },
+        } => match cli::ingest::run(&dir, &sizes, &streams, max_blobs, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth: {e}");

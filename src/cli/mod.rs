@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod bundle;
 pub mod gc;
+pub mod ingest;
 pub mod platforms;
 pub mod verify;
