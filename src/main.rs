@@ -197,8 +197,19 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// A write past a file-size limit (`ulimit -f`, systemd `LimitFSIZE=`)
+/// fails with EFBIG like a full disk, instead of killing the process with
+/// SIGXFSZ: the store then recovers as it does from a full disk.
+fn survive_file_size_limit() {
+    // SAFETY: sets the disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    survive_file_size_limit();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve {

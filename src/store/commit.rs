@@ -80,6 +80,14 @@ impl<T, E: From<StoreError>> Pending<T, E> {
     }
 }
 
+/// A database error's message, to be wrapped again for each member.
+fn message(e: &StoreError) -> String {
+    match e {
+        StoreError::Db(m) => m.clone(),
+        e => e.to_string(),
+    }
+}
+
 fn stopped<E: From<StoreError>>() -> E {
     StoreError::Db("the committer stopped".into()).into()
 }
@@ -149,7 +157,7 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
             Ok(tx) => tx,
             Err(e) => {
                 for m in waiting.drain(..) {
-                    m.finish(Err(e.to_string()));
+                    m.finish(Err(message(&e)));
                 }
                 continue;
             }
@@ -169,7 +177,7 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
             };
             failed = match catch_unwind(AssertUnwindSafe(|| m.apply(&mut tx))) {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
+                Ok(Err(e)) => Some(message(&e)),
                 Err(_) => Some("a change panicked; its batch was abandoned".to_string()),
             };
             applied.push(m);
@@ -179,7 +187,7 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
                 drop(tx);
                 Err(e)
             }
-            None => tx.commit().map_err(|e| e.to_string()),
+            None => tx.commit().map_err(|e| message(&e)),
         };
         for m in applied {
             m.finish(committed.clone());

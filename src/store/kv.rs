@@ -9,11 +9,20 @@
 //! commit follow (the writer behind gave up), a waiter makes an empty durable
 //! commit itself after a short wait. `WriteTx::commit` returns only once its
 //! changes are on disk, which is what a 201 promises.
+//!
+//! A failed write (a full disk, an I/O error) leaves redb refusing every
+//! later read and write until the database is opened again. The next use
+//! after such a failure closes and reopens it, so reads go on; writes are
+//! refused for a second after each failure, then tried again, so the store
+//! takes writes as soon as the cause is gone, without a restart, and a
+//! lasting cause costs one reopen a second at most. Commits that were
+//! waiting for a durable commit when the failure came are reported failed:
+//! redb's recovery keeps only what was made durable.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -125,7 +134,14 @@ pub struct Kv {
 }
 
 struct Inner {
-    db: redb::Database,
+    /// None only while a reopen could not complete yet.
+    db: RwLock<Option<Arc<redb::Database>>>,
+    path: PathBuf,
+    cache_bytes: usize,
+    /// A write failed: reopen before the next use.
+    broken: AtomicBool,
+    /// When a write last failed.
+    failed_at: Mutex<Option<Instant>>,
     /// Writers waiting in `begin_write`.
     queued: AtomicUsize,
     group: Mutex<Group>,
@@ -136,6 +152,9 @@ struct Inner {
 /// durable one before making one itself.
 const FLUSH_WAIT: Duration = Duration::from_millis(5);
 
+/// After a failed write, writes are refused this long before one is tried.
+const WRITE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Commit counts for group commit.
 #[derive(Default)]
 struct Group {
@@ -145,6 +164,9 @@ struct Group {
     durable: u64,
     /// A durable commit is being made.
     flushing: bool,
+    /// Commits `(from, to]` were not durable when the database failed and
+    /// was reopened: lost.
+    lost: Vec<(u64, u64)>,
 }
 
 impl Inner {
@@ -170,7 +192,15 @@ impl Inner {
     /// Return once commit `seq` is durable.
     fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut g = self.group();
-        while g.durable < seq {
+        loop {
+            if g.lost.iter().any(|&(from, to)| seq > from && seq <= to) {
+                return Err(StoreError::Db(
+                    "the database failed a write before this commit was durable".into(),
+                ));
+            }
+            if g.durable >= seq {
+                return Ok(());
+            }
             if g.flushing {
                 g = self.flushed.wait(g).unwrap_or_else(|p| p.into_inner());
                 continue;
@@ -195,31 +225,108 @@ impl Inner {
             result?;
             g.durable = g.durable.max(upto);
         }
-        Ok(())
     }
 
     /// An empty durable commit: persists every commit made before it.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db
+        self.db()?
             .begin_write()
-            .map_err(db_err)?
-            .commit()
             .map_err(db_err)
+            .and_then(|tx| tx.commit().map_err(db_err))
+            .map_err(|e| self.failed(e))
     }
+
+    /// The database, reopened first if a write failed.
+    fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            self.reopen();
+        }
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Db("the database is being reopened after a failed write".into())
+            })
+    }
+
+    /// Note a failed write: the next use reopens the database.
+    fn failed(&self, e: StoreError) -> StoreError {
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.broken.store(true, Ordering::SeqCst);
+        e
+    }
+
+    /// Refuse a write shortly after one failed, without touching the file.
+    fn may_write(&self) -> Result<(), StoreError> {
+        let last = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            Some(t) if t.elapsed() < WRITE_RETRY_AFTER => Err(StoreError::Db(format!(
+                "a write to the metadata database failed {} ms ago (disk full?); retry shortly",
+                t.elapsed().as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Close and open the database again.
+    fn reopen(&self) {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if !self.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(old) = slot.take() {
+            match Arc::try_unwrap(old) {
+                // Closes now, or when a live write transaction ends.
+                Ok(db) => drop(db),
+                Err(busy) => {
+                    *slot = Some(busy);
+                    return;
+                }
+            }
+        }
+        // The file stays locked until a write transaction of the old
+        // handle ends: try for a little while.
+        for _ in 0..50 {
+            match open_db(&self.path, self.cache_bytes) {
+                Ok(db) => {
+                    *slot = Some(Arc::new(db));
+                    self.broken.store(false, Ordering::SeqCst);
+                    let mut g = self.group();
+                    if g.committed > g.durable {
+                        let lost = (g.durable, g.committed);
+                        g.lost.push(lost);
+                    }
+                    self.flushed.notify_all();
+                    tracing::warn!(path = %self.path.display(), "metadata database reopened after a failed write");
+                    return;
+                }
+                Err(StoreError::Locked(_)) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => {
+                    tracing::error!(error = %e, "metadata database could not be reopened");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreError> {
+    redb::Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::Locked(path.display().to_string())
+            }
+            e => db_err(e),
+        })
 }
 
 impl Kv {
     /// Open or create the database file with a page cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Kv, StoreError> {
-        let db = redb::Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::Locked(path.display().to_string())
-                }
-                e => db_err(e),
-            })?;
+        let db = open_db(path, cache_bytes)?;
         let tx = db.begin_write().map_err(db_err)?;
         for t in Table::ALL {
             tx.open_table(t.def()).map_err(db_err)?;
@@ -227,7 +334,11 @@ impl Kv {
         tx.commit().map_err(db_err)?;
         Ok(Kv {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(Arc::new(db))),
+                path: path.to_path_buf(),
+                cache_bytes,
+                broken: AtomicBool::new(false),
+                failed_at: Mutex::new(None),
                 queued: AtomicUsize::new(0),
                 group: Mutex::default(),
                 flushed: Condvar::new(),
@@ -236,15 +347,19 @@ impl Kv {
     }
 
     pub fn read(&self) -> Result<ReadTx, StoreError> {
-        Ok(ReadTx(self.inner.db.begin_read().map_err(db_err)?))
+        Ok(ReadTx(self.inner.db()?.begin_read().map_err(db_err)?))
     }
 
     /// Begin the (single) write transaction; waits while another is open.
     pub fn write(&self) -> Result<WriteTx, StoreError> {
+        self.inner.may_write()?;
+        let db = self.inner.db()?;
         self.inner.queued.fetch_add(1, Ordering::SeqCst);
-        let tx = self.inner.db.begin_write();
+        let tx = db.begin_write();
         self.inner.queued.fetch_sub(1, Ordering::SeqCst);
-        Ok(WriteTx(tx.map_err(db_err)?, self.inner.clone()))
+        drop(db);
+        let tx = tx.map_err(|e| self.inner.failed(db_err(e)))?;
+        Ok(WriteTx(tx, self.inner.clone()))
     }
 }
 
@@ -354,13 +469,13 @@ impl WriteTx {
         let WriteTx(mut tx, inner) = self;
         let seq = inner.next();
         if inner.queued.load(Ordering::SeqCst) == 0 {
-            tx.commit().map_err(db_err)?;
+            tx.commit().map_err(|e| inner.failed(db_err(e)))?;
             inner.made_durable(seq);
             return Ok(());
         }
         tx.set_durability(redb::Durability::None)
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(|e| inner.failed(db_err(e)))?;
         inner.wait_durable(seq)
     }
 }
