@@ -99,3 +99,46 @@ fn pushes_resume_after_a_failed_write_without_a_restart() {
     s.restart();
     all_there(&Client::new(&s), &acked);
 }
+
+/// A chunk that fails part-way (the limit is hit inside it) leaves the
+/// session at its last acknowledged offset: a client resuming from the
+/// reported Range gets exactly its bytes stored, not the torn chunk's too.
+#[test]
+fn a_torn_chunk_is_rolled_back() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    let data = common::bytes(7, 300_000);
+    let r = c.req("POST", "/v2/r/blobs/uploads/", &[], b"");
+    assert_eq!(r.status, 202);
+    let loc = r.header("location").unwrap().to_string();
+    let patch = |from: usize, to: usize| {
+        c.req(
+            "PATCH",
+            &loc,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", &format!("{from}-{}", to - 1)),
+            ],
+            &data[from..to],
+        )
+    };
+    assert_eq!(patch(0, 100_000).status, 202);
+    set_file_size_limit(s.pid(), 150_000);
+    let r = patch(100_000, 300_000);
+    assert!(r.status >= 500, "{} {}", r.status, r.text());
+    set_file_size_limit(s.pid(), libc::RLIM_INFINITY);
+
+    let r = c.get(&loc);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("range"), Some("0-99999"));
+    assert_eq!(patch(100_000, 300_000).status, 202);
+    let digest = common::sha256(&data);
+    let r = c.req("PUT", &format!("{loc}?digest={digest}"), &[], b"");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = c.get(&format!("/v2/r/blobs/{digest}"));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == data,
+        "the stored blob differs from what was pushed"
+    );
+}

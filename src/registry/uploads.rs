@@ -35,9 +35,21 @@ pub struct Session {
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl Session {
-    /// Append bytes at the current offset.
+    /// Append bytes at the current offset. A write that fails part-way
+    /// (disk full) is cut back to the offset before it, so the file always
+    /// holds exactly the bytes hashed and reported to the client; if even
+    /// that fails, the session is closed rather than left torn.
     pub fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(data)?;
+        if let Err(e) = self.file.write_all(data) {
+            let rolled_back = self
+                .file
+                .set_len(self.offset)
+                .and_then(|()| self.file.seek(SeekFrom::Start(self.offset)));
+            if rolled_back.is_err() {
+                self.closed = true;
+            }
+            return Err(e);
+        }
         if let Some(h) = &mut self.hasher {
             h.update(data);
         }
