@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use berth::oci::manifest;
 use berth::oci::{Algorithm, Digest, Reference};
-use berth::store::kv::{Kv, Table};
+use berth::store::kv::{Kv, Reader, Table};
 use berth::store::{ManifestPush, PutError, Store, StoreError, StoreOptions, TagTarget};
 use berth::verify;
 use berth::verify::blocks::BlockHasher;
@@ -206,6 +206,108 @@ fn schema_version_is_checked() {
         Err(StoreError::Schema { found, .. }) => assert_eq!(found, "999"),
         other => panic!("expected a schema error, got {:?}", other.err()),
     }
+}
+
+/// A schema 1 data directory (summary JSON in the record, bytes and tag
+/// times in tables of their own) opens as schema 2 with nothing lost: small
+/// and file-kept manifests, platforms from configs, tags and their times.
+#[test]
+fn schema_1_is_migrated_in_place() {
+    use berth::store::records::{self, ManifestRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let small = image_manifest(&format!("sha256:{}", "c".repeat(64)), 2, &[]);
+    let small_d = verify::digest_bytes(Algorithm::Sha256, &small);
+    let mut small_summary = manifest::parse("", &small).unwrap();
+    small_summary.platform = berth::oci::Platform::parse("linux/arm64");
+    let layers: Vec<(String, usize)> = (0..800).map(|i| (format!("sha256:{i:064x}"), i)).collect();
+    let layer_refs: Vec<(&str, usize)> = layers.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+    let big = image_manifest(&format!("sha256:{}", "c".repeat(64)), 2, &layer_refs);
+    assert!(big.len() > berth::store::manifests::INLINE_MAX);
+    let big_d = verify::digest_bytes(Algorithm::Sha256, &big);
+    {
+        let s = open(dir.path());
+        std::fs::create_dir_all(s.files().manifest_path(&big_d).parent().unwrap()).unwrap();
+        std::fs::write(s.files().manifest_path(&big_d), &big).unwrap();
+    }
+    {
+        let kv = Kv::open(&dir.path().join("meta.redb"), 1 << 20).unwrap();
+        let mut tx = kv.write().unwrap();
+        tx.insert(Table::Meta, b"schema", b"1").unwrap();
+        for (d, bytes, summary, in_file) in [
+            (&small_d, &small, small_summary.clone(), false),
+            (&big_d, &big, manifest::parse("", &big).unwrap(), true),
+        ] {
+            let rec = ManifestRecord {
+                size: bytes.len() as u64,
+                in_file,
+                summary,
+                made_by_berth: false,
+            };
+            let d = d.to_string();
+            tx.insert(Table::Manifests, d.as_bytes(), &records::encode(&rec))
+                .unwrap();
+            if !in_file {
+                tx.insert(Table::ManifestBytesV1, d.as_bytes(), bytes)
+                    .unwrap();
+            }
+            tx.insert(Table::RepoManifests, format!("r\0{d}").as_bytes(), b"1")
+                .unwrap();
+        }
+        for (tag, d, ms) in [
+            ("small", &small_d, b"1700000000123"),
+            ("big", &big_d, b"1700000000456"),
+        ] {
+            let k = format!("r\0{tag}");
+            tx.insert(Table::Tags, k.as_bytes(), d.to_string().as_bytes())
+                .unwrap();
+            tx.insert(Table::TagTimesV1, k.as_bytes(), ms).unwrap();
+        }
+        tx.insert(Table::Repos, b"r", b"").unwrap();
+        tx.commit().unwrap();
+    }
+    let s = open(dir.path());
+    let m = s
+        .manifest("r", &Reference::Tag("small".into()))
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.digest, m.bytes), (small_d.clone(), small.clone()));
+    assert_eq!(
+        m.summary, small_summary,
+        "platform kept, summary parsed again"
+    );
+    let m = s
+        .manifest("r", &Reference::Tag("big".into()))
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.digest, m.bytes.len()), (big_d.clone(), big.len()));
+    assert_eq!(m.summary.layers.len(), 800);
+    let mut times = s.tag_times("r").unwrap();
+    times.sort();
+    assert_eq!(
+        times,
+        vec![
+            ("big".to_string(), big_d.to_string(), 1_700_000_000_456),
+            ("small".to_string(), small_d.to_string(), 1_700_000_000_123),
+        ]
+    );
+    let schema = s.kv().read().unwrap().get(Table::Meta, b"schema").unwrap();
+    assert_eq!(schema.as_deref(), Some(&b"2"[..]));
+    assert!(
+        s.kv()
+            .read()
+            .unwrap()
+            .get(Table::ManifestBytesV1, b"x")
+            .is_err(),
+        "the schema 1 tables are gone"
+    );
+    drop(s);
+    // Opening again does not migrate twice.
+    let s = open(dir.path());
+    let m = s
+        .manifest("r", &Reference::Tag("small".into()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.bytes, small);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use super::merge::{self, MergeMode};
 use super::{Error, Registry, Result};
 use crate::oci::manifest::{self, ManifestError};
 use crate::oci::{Algorithm, Digest, Platform, Reference, Summary};
-use crate::store::{ManifestPush, PutError, TagCurrent, TagDigests, TagTarget};
+use crate::store::{ManifestPush, PushedManifest, PutError, TagCurrent, TagDigests, TagTarget};
 use crate::verify;
 
 /// Config blobs larger than this are not read for a platform.
@@ -136,19 +136,9 @@ impl Registry {
         }
         summary.platform = self.config_platform(repo, &summary);
         let mode = self.policy(repo).merge;
-        let (d, size, s, merges) = (
-            digest.clone(),
-            bytes.len() as u64,
-            summary.clone(),
-            self.metrics.merges.clone(),
-        );
-        let policy = move |_: &str, current: Option<&TagCurrent>| {
-            let pushed = merge::Pushed {
-                digest: &d,
-                size,
-                summary: &s,
-            };
-            let target = merge::on_push(mode, &pushed, current);
+        let merges = self.metrics.merges.clone();
+        let policy = move |pushed: &PushedManifest<'_>, _: &str, current: Option<&TagCurrent>| {
+            let target = merge::on_push(mode, pushed, current);
             if matches!(target, TagTarget::Index(_)) {
                 merges.inc();
             }

@@ -10,17 +10,11 @@
 use serde_json::{json, Value};
 
 use crate::oci::{media, Digest, Kind, Platform, Summary};
+pub use crate::store::PushedManifest as Pushed;
 use crate::store::{NewManifest, TagCurrent, TagTarget};
 use crate::verify;
 
 pub use crate::config::MergeMode;
-
-/// The manifest being pushed.
-pub struct Pushed<'a> {
-    pub digest: &'a Digest,
-    pub size: u64,
-    pub summary: &'a Summary,
-}
 
 /// Where the tag goes when `pushed` is pushed to it.
 pub fn on_push(mode: MergeMode, pushed: &Pushed<'_>, current: Option<&TagCurrent>) -> TagTarget {

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::kv::{Reader, Table};
 use super::manifests::{is_index, manifest_record};
-use super::records::{self, BlobRecord, ManifestRecord};
+use super::records::{self, BlobRecord};
 use super::{files, Store, StoreError};
 use crate::oci::Digest;
 
@@ -99,7 +99,7 @@ impl Store {
         tx.for_each(Table::Manifests, b"", &mut |k, v| {
             let d = String::from_utf8_lossy(k).into_owned();
             if !live_manifests.contains(&d) {
-                let rec = records::decode::<ManifestRecord>("manifest record", v).ok();
+                let rec = records::decode_manifest(&d, v).ok().map(|(r, _)| r);
                 dead_manifests.push((d, rec));
             }
             true
@@ -116,7 +116,6 @@ impl Store {
             }
             if !dry_run {
                 tx.remove(Table::Manifests, d.as_bytes())?;
-                tx.remove(Table::ManifestBytes, d.as_bytes())?;
                 // referrer entries of a removed manifest went with its links
             }
         }

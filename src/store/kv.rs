@@ -35,15 +35,14 @@ pub enum Table {
     Meta,
     /// digest -> blob record.
     Blobs,
-    /// digest -> manifest record.
+    /// digest -> manifest header and, for small manifests, the exact bytes
+    /// (`records::encode_manifest`; large manifests live in files).
     Manifests,
-    /// digest -> exact manifest bytes (small manifests; large ones live in files).
-    ManifestBytes,
     /// repo NUL digest -> () : blobs a repository holds.
     RepoBlobs,
     /// repo NUL digest -> push time : manifests a repository holds.
     RepoManifests,
-    /// repo NUL tag -> digest.
+    /// repo NUL tag -> digest and when it last moved (`records::tag_value`).
     Tags,
     /// repo NUL subject NUL referrer -> ().
     Referrers,
@@ -55,16 +54,19 @@ pub enum Table {
     BlobBlocks,
     /// digest -> why : blobs found corrupt, to be repaired by a re-push.
     Damaged,
-    /// repo NUL tag -> unix seconds the tag last moved (retention).
-    TagTimes,
+    /// Schema 1 only (digest -> manifest bytes): emptied and dropped by the
+    /// migration to schema 2, which folded it into `Manifests`.
+    ManifestBytesV1,
+    /// Schema 1 only (repo NUL tag -> unix ms it moved): folded into `Tags`.
+    TagTimesV1,
 }
 
 impl Table {
-    const ALL: [Table; 13] = [
+    /// The tables of the current schema, created when the file is.
+    const ALL: [Table; 11] = [
         Table::Meta,
         Table::Blobs,
         Table::Manifests,
-        Table::ManifestBytes,
         Table::RepoBlobs,
         Table::RepoManifests,
         Table::Tags,
@@ -73,7 +75,6 @@ impl Table {
         Table::Repos,
         Table::BlobBlocks,
         Table::Damaged,
-        Table::TagTimes,
     ];
 
     fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -81,7 +82,7 @@ impl Table {
             Table::Meta => "meta",
             Table::Blobs => "blobs",
             Table::Manifests => "manifests",
-            Table::ManifestBytes => "manifest_bytes",
+            Table::ManifestBytesV1 => "manifest_bytes",
             Table::RepoBlobs => "repo_blobs",
             Table::RepoManifests => "repo_manifests",
             Table::Tags => "tags",
@@ -90,7 +91,7 @@ impl Table {
             Table::Repos => "repos",
             Table::BlobBlocks => "blob_blocks",
             Table::Damaged => "damaged",
-            Table::TagTimes => "tag_times",
+            Table::TagTimesV1 => "tag_times",
         })
     }
 }
@@ -461,6 +462,11 @@ impl WriteTx {
         let mut t = self.0.open_table(table.def()).map_err(db_err)?;
         let existed = t.remove(key).map_err(db_err)?.is_some();
         Ok(existed)
+    }
+
+    /// Drop a whole table; true if it existed.
+    pub fn delete_table(&mut self, table: Table) -> Result<bool, StoreError> {
+        self.0.delete_table(table.def()).map_err(db_err)
     }
 
     /// Make every change visible atomically, then return once it is durable

@@ -57,9 +57,18 @@ pub enum TagTarget {
     Index(Box<NewManifest>),
 }
 
-/// Decides a tag's new target from its current one, inside the write
-/// transaction (so the decision is a compare-and-swap).
-pub type TagPolicy = Box<dyn Fn(&str, Option<&TagCurrent>) -> TagTarget + Send>;
+/// The manifest being pushed, as a tag policy sees it.
+pub struct PushedManifest<'a> {
+    pub digest: &'a Digest,
+    pub size: u64,
+    pub summary: &'a Summary,
+}
+
+/// Decides a tag's new target from the pushed manifest and the tag's
+/// current one, inside the write transaction (so the decision is a
+/// compare-and-swap).
+pub type TagPolicy =
+    Box<dyn Fn(&PushedManifest<'_>, &str, Option<&TagCurrent>) -> TagTarget + Send>;
 
 /// A parsed, digest-checked manifest to store in `repo`, moving `tags` as
 /// `policy` decides (plain pushes: `TagTarget::Point(digest)`).
@@ -81,14 +90,13 @@ impl ManifestPush {
         summary: Summary,
         tags: &[&str],
     ) -> ManifestPush {
-        let d = digest.clone();
         ManifestPush {
             repo: repo.to_string(),
             digest: digest.clone(),
             bytes: bytes.to_vec(),
             summary,
             tags: tags.iter().map(|t| t.to_string()).collect(),
-            policy: Box::new(move |_, _| TagTarget::Point(d.clone())),
+            policy: Box::new(|pushed, _, _| TagTarget::Point(pushed.digest.clone())),
         }
     }
 }
@@ -160,7 +168,7 @@ impl Store {
         let p = kv::prefix(&[repo]);
         for (k, v) in tx.scan(Table::Tags, &p, None, usize::MAX)? {
             let tag = String::from_utf8_lossy(&k[p.len()..]).into_owned();
-            if v == d.as_bytes() {
+            if records::tag_digest(&v) == d.as_bytes() {
                 remove_tag(&mut tx, &k)?;
                 continue;
             }
@@ -292,10 +300,15 @@ fn put_in(
         }
     }
     store_in(tx, files, &repo, &digest, &bytes, &summary, false)?;
+    let pushed = PushedManifest {
+        digest: &digest,
+        size: bytes.len() as u64,
+        summary: &summary,
+    };
     let mut moved = Vec::new();
     for t in &tags {
         let current = tag_current_in(tx, files, &repo, t)?;
-        let target = policy(t, current.as_ref());
+        let target = policy(&pushed, t, current.as_ref());
         if let Some(d) = apply_in(tx, files, &repo, t, target)? {
             moved.push((t.clone(), d));
         } else if let Some(c) = current {
@@ -328,10 +341,8 @@ fn store_in(
             summary: summary.clone(),
             made_by_berth,
         };
-        tx.insert(Table::Manifests, d.as_bytes(), &records::encode(&rec))?;
-        if !in_file {
-            tx.insert(Table::ManifestBytes, d.as_bytes(), bytes)?;
-        }
+        let value = records::encode_manifest(&rec, (!in_file).then_some(bytes));
+        tx.insert(Table::Manifests, d.as_bytes(), &value)?;
     }
     let link = kv::key(&[repo, &d]);
     if !tx.contains(Table::RepoManifests, &link)? {
@@ -411,17 +422,17 @@ fn load_in(
     digest: &Digest,
 ) -> Result<(ManifestRecord, Vec<u8>), StoreError> {
     let d = digest.to_string();
-    let Some(rec) = manifest_record(tx, &d)? else {
+    let Some(value) = tx.get(Table::Manifests, d.as_bytes())? else {
         return Err(StoreError::Corrupt(format!(
             "manifest {d} is linked but has no record"
         )));
     };
+    let (rec, inline) = records::decode_manifest(&d, &value)?;
     let bytes = if rec.in_file {
         std::fs::read(files.manifest_path(digest))
             .map_err(|e| StoreError::Corrupt(format!("manifest {d}: file unreadable: {e}")))?
     } else {
-        tx.get(Table::ManifestBytes, d.as_bytes())?
-            .ok_or_else(|| StoreError::Corrupt(format!("manifest {d}: bytes missing")))?
+        inline.to_vec()
     };
     if bytes.len() as u64 != rec.size {
         return Err(StoreError::Corrupt(format!(
@@ -433,20 +444,14 @@ fn load_in(
     Ok((rec, bytes))
 }
 
-/// Point a tag (its full key) at a digest, recording when it moved (unix
-/// milliseconds, so pushes within a second still order).
+/// Point a tag (its full key) at a digest, recording when it moved.
 fn set_tag(tx: &mut WriteTx, key: &[u8], digest: &str) -> Result<(), StoreError> {
-    tx.insert(Table::Tags, key, digest.as_bytes())?;
-    tx.insert(
-        Table::TagTimes,
-        key,
-        records::now_millis().to_string().as_bytes(),
-    )
+    let value = records::tag_value(digest, records::now_millis());
+    tx.insert(Table::Tags, key, &value)
 }
 
 /// Remove a tag (its full key); true if it existed.
 fn remove_tag(tx: &mut WriteTx, key: &[u8]) -> Result<bool, StoreError> {
-    tx.remove(Table::TagTimes, key)?;
     tx.remove(Table::Tags, key)
 }
 
@@ -460,7 +465,7 @@ pub(crate) fn swap_tag_in(
 ) -> Result<bool, PutError> {
     let k = kv::key(&[repo, tag]);
     let current = tx.get(Table::Tags, &k)?;
-    if current.as_deref()
+    if current.as_deref().map(records::tag_digest)
         != expected
             .map(|e| e.to_string())
             .as_deref()
@@ -493,7 +498,7 @@ fn resolve_in(
         Reference::Digest(d) => d.clone(),
         Reference::Tag(t) => match tx.get(Table::Tags, &kv::key(&[repo, t]))? {
             None => return Ok(None),
-            Some(v) => String::from_utf8_lossy(&v)
+            Some(v) => String::from_utf8_lossy(records::tag_digest(&v))
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("tag {repo}:{t}: {e}")))?,
         },
@@ -509,7 +514,7 @@ pub(crate) fn manifest_record(
     digest: &str,
 ) -> Result<Option<ManifestRecord>, StoreError> {
     tx.get(Table::Manifests, digest.as_bytes())?
-        .map(|v| records::decode(&format!("manifest record {digest}"), &v))
+        .map(|v| records::decode_manifest(digest, &v).map(|(rec, _)| rec))
         .transpose()
 }
 

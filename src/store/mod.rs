@@ -14,6 +14,7 @@ pub mod files;
 pub mod gc;
 pub mod kv;
 pub mod manifests;
+mod migrate;
 pub mod records;
 pub mod retention;
 pub mod scrub;
@@ -27,12 +28,13 @@ use kv::{Kv, Reader, Table};
 pub use blobs::BlobInfo;
 pub use gc::GcReport;
 pub use manifests::{
-    ManifestData, ManifestPush, NewManifest, PutError, TagCurrent, TagDigests, TagPolicy, TagTarget,
+    ManifestData, ManifestPush, NewManifest, PushedManifest, PutError, TagCurrent, TagDigests,
+    TagPolicy, TagTarget,
 };
 pub use records::{BlobRecord, ManifestRecord, UploadRecord};
 
 /// The on-disk format version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -148,6 +150,7 @@ fn check_schema(kv: &Kv) -> Result<(), StoreError> {
             tx.commit()
         }
         Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
+        Some(v) if v == b"1" => migrate::v1_to_v2(kv),
         Some(v) => Err(StoreError::Schema {
             found: String::from_utf8_lossy(&v).into_owned(),
             expected: SCHEMA_VERSION,

@@ -4,7 +4,7 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::StoreError;
-use crate::oci::Summary;
+use crate::oci::{manifest, Platform, Summary};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
@@ -13,15 +13,117 @@ pub struct BlobRecord {
     pub created: u64,
 }
 
+/// A manifest as the store knows it. Schema 1 kept this as JSON beside a
+/// separate table of bytes; schema 2 keeps it as [`encode_manifest`] says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestRecord {
     pub size: u64,
-    /// True when the bytes live in a file instead of the `manifest_bytes` table.
+    /// True when the bytes live in a file instead of the database.
     pub in_file: bool,
     pub summary: Summary,
     /// An index Berth made by merging platforms (kept in canonical order).
     #[serde(default)]
     pub made_by_berth: bool,
+}
+
+/// What a stored manifest's bytes do not say (schema 2).
+#[derive(Serialize, Deserialize)]
+struct ManifestHeader {
+    size: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    in_file: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    made_by_berth: bool,
+    /// The media type it was pushed as (a body may omit it).
+    media_type: String,
+    /// From the image's config blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform: Option<Platform>,
+    /// Only for manifests kept in files, so walking the graph reads no file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// A manifest's value in the `manifests` table: a 4-byte little-endian
+/// header length, the header (JSON), then the manifest bytes when they are
+/// kept inline. The summary is not stored for inline manifests: it is a
+/// function of the bytes and the media type, parsed again on read, so a
+/// push writes one small value instead of a record, a summary and the bytes.
+pub fn encode_manifest(rec: &ManifestRecord, inline: Option<&[u8]>) -> Vec<u8> {
+    let header = ManifestHeader {
+        size: rec.size,
+        in_file: rec.in_file,
+        made_by_berth: rec.made_by_berth,
+        media_type: rec.summary.media_type.clone(),
+        platform: rec.summary.platform.clone(),
+        summary: rec.in_file.then(|| rec.summary.clone()),
+    };
+    let h = encode(&header);
+    let body = inline.unwrap_or_default();
+    let mut v = Vec::with_capacity(4 + h.len() + body.len());
+    v.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    v.extend_from_slice(&h);
+    v.extend_from_slice(body);
+    v
+}
+
+/// Read a value made by [`encode_manifest`]: the record and the inline
+/// bytes (empty for a manifest kept in a file).
+pub fn decode_manifest<'v>(
+    digest: &str,
+    v: &'v [u8],
+) -> Result<(ManifestRecord, &'v [u8]), StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt(format!("manifest record {digest}: {why}"));
+    let (len, rest) = v
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("too short".into()))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(corrupt("header runs past the value".into()));
+    }
+    let (h, inline) = rest.split_at(len);
+    let h: ManifestHeader = decode(&format!("manifest record {digest}"), h)?;
+    let summary = match h.summary {
+        Some(s) => s,
+        None if h.in_file => return Err(corrupt("no summary for a manifest in a file".into())),
+        None => {
+            let mut s = manifest::parse(&h.media_type, inline)
+                .map_err(|e| corrupt(format!("stored bytes do not parse: {e}")))?;
+            s.platform = h.platform;
+            s
+        }
+    };
+    let rec = ManifestRecord {
+        size: h.size,
+        in_file: h.in_file,
+        summary,
+        made_by_berth: h.made_by_berth,
+    };
+    Ok((rec, inline))
+}
+
+/// A tag's value in the `tags` table: the digest it points at and when it
+/// last moved (unix milliseconds, so pushes within a second still order),
+/// separated by a space.
+pub fn tag_value(digest: &str, moved_ms: u64) -> Vec<u8> {
+    format!("{digest} {moved_ms}").into_bytes()
+}
+
+/// The digest part of a tag value.
+pub fn tag_digest(v: &[u8]) -> &[u8] {
+    v.split(|&b| b == b' ').next().unwrap_or_default()
+}
+
+/// When a tag last moved (0 when unknown).
+pub fn tag_moved(v: &[u8]) -> u64 {
+    v.iter()
+        .position(|&b| b == b' ')
+        .and_then(|i| std::str::from_utf8(&v[i + 1..]).ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

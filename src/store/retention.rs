@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::kv::{self, Reader, Table};
 use super::manifests::{is_index, manifest_record};
+use super::records;
 use super::{Store, StoreError};
 
 impl Store {
@@ -15,11 +16,8 @@ impl Store {
         let mut out = Vec::new();
         for (k, v) in tx.scan(Table::Tags, &p, None, usize::MAX)? {
             let tag = String::from_utf8_lossy(&k[p.len()..]).into_owned();
-            let at = tx
-                .get(Table::TagTimes, &k)?
-                .and_then(|t| String::from_utf8_lossy(&t).parse().ok())
-                .unwrap_or(0);
-            out.push((tag, String::from_utf8_lossy(&v).into_owned(), at));
+            let digest = String::from_utf8_lossy(records::tag_digest(&v)).into_owned();
+            out.push((tag, digest, records::tag_moved(&v)));
         }
         Ok(out)
     }
@@ -39,7 +37,7 @@ impl Store {
             .scan(Table::Tags, &p, None, usize::MAX)?
             .into_iter()
             .filter(|(k, _)| !ignoring.contains(String::from_utf8_lossy(&k[p.len()..]).as_ref()))
-            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+            .map(|(_, v)| String::from_utf8_lossy(records::tag_digest(&v)).into_owned())
             .collect();
         while let Some(d) = stack.pop() {
             if !reached.insert(d.clone()) {

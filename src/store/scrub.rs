@@ -108,8 +108,8 @@ impl Store {
         })?;
         tx.for_each(Table::Manifests, b"", &mut |k, v| {
             let d = String::from_utf8_lossy(k).into_owned();
-            match records::decode::<ManifestRecord>("manifest record", v) {
-                Ok(r) => manifests.push((d, r)),
+            match records::decode_manifest(&d, v) {
+                Ok((r, _)) => manifests.push((d, r)),
                 Err(e) => bad_records.push(("manifest", d, e.to_string())),
             }
             true
@@ -354,7 +354,7 @@ impl Owners {
                 return true;
             };
             let name = format!("{repo}:{tag}");
-            let top = String::from_utf8_lossy(v).into_owned();
+            let top = String::from_utf8_lossy(records::tag_digest(v)).into_owned();
             let mut stack = vec![top];
             while let Some(d) = stack.pop() {
                 tags.entry(d.clone()).or_default().insert(name.clone());
@@ -436,7 +436,7 @@ fn dangling(
     }
     tx.for_each(Table::Tags, &prefix, &mut |k, v| {
         if let [repo, tag] = kv::split_key(k)[..] {
-            let d = String::from_utf8_lossy(v).into_owned();
+            let d = String::from_utf8_lossy(records::tag_digest(v)).into_owned();
             if !by_digest.contains_key(d.as_str()) {
                 out.push(Dangling {
                     repository: repo.to_string(),
