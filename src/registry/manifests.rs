@@ -166,12 +166,14 @@ impl Registry {
             return None;
         }
         let c = s.config.as_ref()?;
-        let info = self.store.blob(repo, &c.digest).ok()??;
-        if info.size > MAX_CONFIG_BYTES {
-            return None;
-        }
-        let bytes = std::fs::read(&info.path).ok()?;
-        Platform::from_config(&bytes)
+        self.config_platforms.get(&c.digest, || {
+            let info = self.store.blob(repo, &c.digest).ok()??;
+            if info.size > MAX_CONFIG_BYTES {
+                return Some(None);
+            }
+            let bytes = std::fs::read(&info.path).ok()?;
+            Some(Platform::from_config(&bytes))
+        })
     }
 
     /// Delete a manifest from `repo`; indexes that tags point to lose its

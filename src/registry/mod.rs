@@ -1,6 +1,7 @@
 //! Registry operations on top of the store: uploads, manifests, and the
 //! rules of the distribution spec that are not HTTP.
 
+pub mod config_platforms;
 pub mod error;
 pub mod manifests;
 pub mod merge;
@@ -27,6 +28,8 @@ pub struct Registry {
     pub metrics: crate::metrics::Metrics,
     /// Set when authentication is on.
     pub htpasswd: Option<Arc<crate::auth::Htpasswd>>,
+    /// Platforms of config blobs already read.
+    pub config_platforms: config_platforms::ConfigPlatforms,
 }
 
 impl Registry {
@@ -39,6 +42,7 @@ impl Registry {
             last_scrub: Default::default(),
             metrics: Default::default(),
             htpasswd: None,
+            config_platforms: Default::default(),
         }
     }
 

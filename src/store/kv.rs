@@ -347,6 +347,18 @@ impl Kv {
         })
     }
 
+    /// Give the file's free pages back to the file system (after a
+    /// migration rewrote every row). Only while nothing else uses the
+    /// database; returns false, doing nothing, otherwise.
+    pub fn compact(&self) -> Result<bool, StoreError> {
+        let mut slot = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
+        let Some(db) = slot.as_mut().and_then(Arc::get_mut) else {
+            return Ok(false);
+        };
+        while db.compact().map_err(db_err)? {}
+        Ok(true)
+    }
+
     pub fn read(&self) -> Result<ReadTx, StoreError> {
         Ok(ReadTx(self.inner.db()?.begin_read().map_err(db_err)?))
     }

@@ -43,9 +43,13 @@ pub(super) fn v1_to_v2(kv: &Kv) -> Result<(), StoreError> {
     tx.delete_table(Table::TagTimesV1)?;
     tx.insert(Table::Meta, b"schema", b"2")?;
     tx.commit()?;
+    // Every row was rewritten copy-on-write: without this the file would
+    // keep the old pages as free space, about doubling its size.
+    let compacted = kv.compact()?;
     tracing::info!(
         manifests,
         tags,
+        compacted,
         ms = start.elapsed().as_millis() as u64,
         "metadata database migrated from schema 1 to 2"
     );
