@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::registry::Error;
+use crate::store::StoreError;
 
 /// An error response: status, OCI code, message, optional detail.
 #[derive(Debug)]
@@ -97,6 +98,15 @@ impl From<Error> for ApiError {
             Error::RangeInvalid(_) => (S::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             Error::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             Error::TooManyRequests(_) => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            Error::Store(se) if se.is_out_of_space() => {
+                tracing::error!(error = %se, "store out of space");
+                (S::INSUFFICIENT_STORAGE, "UNKNOWN")
+            }
+            Error::Store(StoreError::Unavailable(_)) => {
+                // Distribution's code for a 503; clients retry after the header.
+                return ApiError::new(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string())
+                    .with_header("Retry-After", "1".to_string());
+            }
             Error::Store(se) => {
                 tracing::error!(error = %se, "store failure");
                 (S::INTERNAL_SERVER_ERROR, "UNKNOWN")

@@ -33,7 +33,7 @@ trait Member: Send {
     /// Run the change in `tx`; an `Err` abandons the transaction.
     fn apply(&mut self, tx: &mut WriteTx) -> Result<(), StoreError>;
     /// Answer the caller once the transaction's fate is known.
-    fn finish(self: Box<Self>, committed: Result<(), String>);
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
 struct Job<F, T, E> {
@@ -54,9 +54,9 @@ where
         Ok(())
     }
 
-    fn finish(self: Box<Self>, committed: Result<(), String>) {
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
         let outcome = match (committed, self.result) {
-            (Err(e), _) => Err(StoreError::Db(e).into()),
+            (Err(e), _) => Err(e.into()),
             (Ok(()), Some(r)) => r,
             (Ok(()), None) => Err(StoreError::Db("change was not applied".into()).into()),
         };
@@ -77,14 +77,6 @@ impl<T, E: From<StoreError>> Pending<T, E> {
     /// The outcome, awaited.
     pub async fn outcome(self) -> Result<T, E> {
         self.0.await.unwrap_or_else(|_| Err(stopped()))
-    }
-}
-
-/// A database error's message, to be wrapped again for each member.
-fn message(e: &StoreError) -> String {
-    match e {
-        StoreError::Db(m) => m.clone(),
-        e => e.to_string(),
     }
 }
 
@@ -157,7 +149,7 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
             Ok(tx) => tx,
             Err(e) => {
                 for m in waiting.drain(..) {
-                    m.finish(Err(message(&e)));
+                    m.finish(Err(e.again()));
                 }
                 continue;
             }
@@ -177,8 +169,10 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
             };
             failed = match catch_unwind(AssertUnwindSafe(|| m.apply(&mut tx))) {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(message(&e)),
-                Err(_) => Some("a change panicked; its batch was abandoned".to_string()),
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(StoreError::Db(
+                    "a change panicked; its batch was abandoned".into(),
+                )),
             };
             applied.push(m);
         }
@@ -187,10 +181,10 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
                 drop(tx);
                 Err(e)
             }
-            None => tx.commit().map_err(|e| message(&e)),
+            None => tx.commit(),
         };
         for m in applied {
-            m.finish(committed.clone());
+            m.finish(committed.as_ref().map(|_| ()).map_err(StoreError::again));
         }
     }
 }

@@ -126,7 +126,10 @@ pub fn split_key(k: &[u8]) -> Vec<&str> {
 pub type Entry = (Vec<u8>, Vec<u8>);
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Db(e.into().to_string())
+    match e.into() {
+        redb::Error::Io(io) if super::out_of_space(&io) => StoreError::NoSpace(io.to_string()),
+        e => StoreError::Db(e.to_string()),
+    }
 }
 
 #[derive(Clone)]
@@ -262,7 +265,7 @@ impl Inner {
     fn may_write(&self) -> Result<(), StoreError> {
         let last = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
         match last {
-            Some(t) if t.elapsed() < WRITE_RETRY_AFTER => Err(StoreError::Db(format!(
+            Some(t) if t.elapsed() < WRITE_RETRY_AFTER => Err(StoreError::Unavailable(format!(
                 "a write to the metadata database failed {} ms ago (disk full?); retry shortly",
                 t.elapsed().as_millis()
             ))),

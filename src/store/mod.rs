@@ -40,6 +40,12 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub enum StoreError {
     #[error("metadata database: {0}")]
     Db(String),
+    /// The file system refused to grow a file: disk full, quota, size limit.
+    #[error("out of disk space: {0}")]
+    NoSpace(String),
+    /// Writes are refused for a moment after one failed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("corrupt store: {0}")]
@@ -48,6 +54,38 @@ pub enum StoreError {
     Schema { found: String, expected: u32 },
     #[error("data directory {0} is in use by another Berth process (stop it, or use --url to ask the running server)")]
     Locked(String),
+}
+
+impl StoreError {
+    /// The same error again, for each of several callers (io::Error is not
+    /// Clone, so others keep only their message).
+    pub fn again(&self) -> StoreError {
+        match self {
+            StoreError::NoSpace(m) => StoreError::NoSpace(m.clone()),
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::Db(m) => StoreError::Db(m.clone()),
+            StoreError::Io(e) if out_of_space(e) => StoreError::NoSpace(e.to_string()),
+            e => StoreError::Db(e.to_string()),
+        }
+    }
+
+    /// Did the file system run out of room (not a fault of the data)?
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StoreError::NoSpace(_) => true,
+            StoreError::Io(e) => out_of_space(e),
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC, EDQUOT, or EFBIG (a file-size limit).
+pub fn out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge
+    )
 }
 
 /// Tunables of the store.
