@@ -45,7 +45,12 @@ pub(super) fn v1_to_v2(kv: &Kv) -> Result<(), StoreError> {
     tx.commit()?;
     // Every row was rewritten copy-on-write: without this the file would
     // keep the old pages as free space, about doubling its size.
-    let compacted = kv.compact()?;
+    // The migration is committed whatever happens here: a failure only
+    // leaves the free space in the file.
+    let compacted = kv.compact().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "metadata database not compacted after migration");
+        false
+    });
     tracing::info!(
         manifests,
         tags,

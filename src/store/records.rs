@@ -154,3 +154,59 @@ pub fn now_millis() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(bytes: &[u8], in_file: bool) -> ManifestRecord {
+        let mut summary = manifest::parse("", bytes).unwrap();
+        summary.platform = Platform::parse("linux/arm64/v8");
+        ManifestRecord {
+            size: bytes.len() as u64,
+            in_file,
+            summary,
+            made_by_berth: true,
+        }
+    }
+
+    const M: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+
+    #[test]
+    fn manifest_values_round_trip() {
+        for in_file in [false, true] {
+            let rec = record(M, in_file);
+            let v = encode_manifest(&rec, (!in_file).then_some(M));
+            let (back, inline) = decode_manifest("d", &v).unwrap();
+            assert_eq!(back, rec);
+            assert_eq!(inline, if in_file { &[][..] } else { M });
+        }
+    }
+
+    #[test]
+    fn damaged_manifest_values_are_corrupt_not_panics() {
+        let v = encode_manifest(&record(M, false), Some(M));
+        for cut in 0..v.len() {
+            assert!(matches!(
+                decode_manifest("d", &v[..cut]),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+        let mut long = v.clone();
+        long[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_manifest("d", &long),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn tag_values_hold_digest_and_time() {
+        let v = tag_value("sha256:ab", 1_700_000_000_123);
+        assert_eq!(tag_digest(&v), b"sha256:ab");
+        assert_eq!(tag_moved(&v), 1_700_000_000_123);
+        // a schema 1 value: digest only
+        assert_eq!(tag_digest(b"sha256:ab"), b"sha256:ab");
+        assert_eq!(tag_moved(b"sha256:ab"), 0);
+    }
+}
