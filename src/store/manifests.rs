@@ -335,13 +335,8 @@ fn store_in(
         if in_file && !files.manifest_path(digest).exists() {
             files.write_durable(&files.manifest_path(digest), bytes)?;
         }
-        let rec = ManifestRecord {
-            size: bytes.len() as u64,
-            in_file,
-            summary: summary.clone(),
-            made_by_berth,
-        };
-        let value = records::encode_manifest(&rec, (!in_file).then_some(bytes));
+        let inline = (!in_file).then_some(bytes);
+        let value = records::encode_manifest(summary, bytes.len() as u64, made_by_berth, inline);
         tx.insert(Table::Manifests, d.as_bytes(), &value)?;
     }
     let link = kv::key(&[repo, &d]);

@@ -30,7 +30,12 @@ pub(super) fn v1_to_v2(kv: &Kv) -> Result<(), StoreError> {
                 None => return Ok(None),
             },
         };
-        Ok(Some(records::encode_manifest(&rec, inline.as_deref())))
+        Ok(Some(records::encode_manifest(
+            &rec.summary,
+            rec.size,
+            rec.made_by_berth,
+            inline.as_deref(),
+        )))
     })?;
     let tags = rewrite(&mut tx, Table::Tags, |tx, k, v| {
         let moved = tx

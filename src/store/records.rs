@@ -1,6 +1,8 @@
 //! Values kept in the metadata tables, serialised as JSON so a data directory
 //! can be inspected and a corrupt value is reported, never a panic.
 
+use std::borrow::Cow;
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::StoreError;
@@ -26,22 +28,23 @@ pub struct ManifestRecord {
     pub made_by_berth: bool,
 }
 
-/// What a stored manifest's bytes do not say (schema 2).
+/// What a stored manifest's bytes do not say (schema 2). Borrowed when
+/// written, so a push copies nothing to encode it.
 #[derive(Serialize, Deserialize)]
-struct ManifestHeader {
+struct ManifestHeader<'a> {
     size: u64,
     #[serde(default, skip_serializing_if = "is_false")]
     in_file: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     made_by_berth: bool,
     /// The media type it was pushed as (a body may omit it).
-    media_type: String,
+    media_type: Cow<'a, str>,
     /// From the image's config blob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    platform: Option<Platform>,
+    platform: Option<Cow<'a, Platform>>,
     /// Only for manifests kept in files, so walking the graph reads no file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    summary: Option<Summary>,
+    summary: Option<Cow<'a, Summary>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -50,17 +53,24 @@ fn is_false(b: &bool) -> bool {
 
 /// A manifest's value in the `manifests` table: a 4-byte little-endian
 /// header length, the header (JSON), then the manifest bytes when they are
-/// kept inline. The summary is not stored for inline manifests: it is a
-/// function of the bytes and the media type, parsed again on read, so a
-/// push writes one small value instead of a record, a summary and the bytes.
-pub fn encode_manifest(rec: &ManifestRecord, inline: Option<&[u8]>) -> Vec<u8> {
+/// kept inline (`inline`; None: the manifest lives in a file). The summary
+/// is not stored for inline manifests: it is a function of the bytes and
+/// the media type, parsed again on read, so a push writes one small value
+/// instead of a record, a summary and the bytes.
+pub fn encode_manifest(
+    summary: &Summary,
+    size: u64,
+    made_by_berth: bool,
+    inline: Option<&[u8]>,
+) -> Vec<u8> {
+    let in_file = inline.is_none();
     let header = ManifestHeader {
-        size: rec.size,
-        in_file: rec.in_file,
-        made_by_berth: rec.made_by_berth,
-        media_type: rec.summary.media_type.clone(),
-        platform: rec.summary.platform.clone(),
-        summary: rec.in_file.then(|| rec.summary.clone()),
+        size,
+        in_file,
+        made_by_berth,
+        media_type: Cow::Borrowed(&summary.media_type),
+        platform: summary.platform.as_ref().map(Cow::Borrowed),
+        summary: in_file.then_some(Cow::Borrowed(summary)),
     };
     let h = encode(&header);
     let body = inline.unwrap_or_default();
@@ -88,12 +98,12 @@ pub fn decode_manifest<'v>(
     let (h, inline) = rest.split_at(len);
     let h: ManifestHeader = decode(&format!("manifest record {digest}"), h)?;
     let summary = match h.summary {
-        Some(s) => s,
+        Some(s) => s.into_owned(),
         None if h.in_file => return Err(corrupt("no summary for a manifest in a file".into())),
         None => {
             let mut s = manifest::parse(&h.media_type, inline)
                 .map_err(|e| corrupt(format!("stored bytes do not parse: {e}")))?;
-            s.platform = h.platform;
+            s.platform = h.platform.map(Cow::into_owned);
             s
         }
     };
@@ -176,7 +186,7 @@ mod tests {
     fn manifest_values_round_trip() {
         for in_file in [false, true] {
             let rec = record(M, in_file);
-            let v = encode_manifest(&rec, (!in_file).then_some(M));
+            let v = encode_manifest(&rec.summary, rec.size, true, (!in_file).then_some(M));
             let (back, inline) = decode_manifest("d", &v).unwrap();
             assert_eq!(back, rec);
             assert_eq!(inline, if in_file { &[][..] } else { M });
@@ -185,7 +195,8 @@ mod tests {
 
     #[test]
     fn damaged_manifest_values_are_corrupt_not_panics() {
-        let v = encode_manifest(&record(M, false), Some(M));
+        let rec = record(M, false);
+        let v = encode_manifest(&rec.summary, rec.size, true, Some(M));
         for cut in 0..v.len() {
             assert!(matches!(
                 decode_manifest("d", &v[..cut]),
