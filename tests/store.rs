@@ -291,7 +291,7 @@ fn schema_1_is_migrated_in_place() {
         ]
     );
     let schema = s.kv().read().unwrap().get(Table::Meta, b"schema").unwrap();
-    assert_eq!(schema.as_deref(), Some(&b"2"[..]));
+    assert_eq!(schema.as_deref(), Some(&b"3"[..]));
     assert!(
         s.kv()
             .read()

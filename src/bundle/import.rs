@@ -17,6 +17,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use super::layout::{self, Index, Meta};
 use super::{BundleError, Result};
 use crate::oci::{Algorithm, Digest};
+use crate::store::files::read_full;
 use crate::store::{new_id, Store};
 use crate::verify::{self, blocks::BlockHasher};
 
@@ -301,19 +302,6 @@ fn small(name: &str, size: u64, data: &mut dyn Read) -> Result<Vec<u8>> {
         )));
     }
     Ok(buf)
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 enum Job {

@@ -1,31 +1,35 @@
 //! The narrow key-value interface the store is built on: get, prefix scan,
 //! atomic write transactions with durable commits. redb is named only here.
 //!
-//! Commits are grouped. A writer that knows another is queued behind it for
-//! the write lock commits without an fsync (redb `Durability::None`; readers
-//! already see it) and waits; the last writer of a burst commits durably,
-//! which persists every commit before it, and wakes them. N writers arriving
-//! together share one fsync instead of queueing for N. Should no durable
-//! commit follow (the writer behind gave up), a waiter makes an empty durable
-//! commit itself after a short wait. `WriteTx::commit` returns only once its
-//! changes are on disk, which is what a 201 promises.
+//! Durability comes from a redo log (`redo`, the file `meta.redo` beside
+//! the database). A write transaction commits to redb without an fsync
+//! (`Durability::None`: readers see it at once, redb keeps its pages in its
+//! write buffer), its changes are appended to the log as one record, and
+//! `WriteTx::commit` returns once an fdatasync covers that record, which is
+//! what a 201 promises. Writers arriving together share one fdatasync.
+//! About once a second (or when the log has grown, or for a transaction too
+//! big to log) a commit is made durable in redb itself instead: a
+//! checkpoint, which records the last log record it covers and empties the
+//! log. Opening replays the records after the checkpoint.
 //!
 //! A failed write (a full disk, an I/O error) leaves redb refusing every
 //! later read and write until the database is opened again. The next use
 //! after such a failure closes and reopens it, so reads go on; writes are
 //! refused for a second after each failure, then tried again, so the store
 //! takes writes as soon as the cause is gone, without a restart, and a
-//! lasting cause costs one reopen a second at most. Commits that were
-//! waiting for a durable commit when the failure came are reported failed:
-//! redb's recovery keeps only what was made durable.
+//! lasting cause costs one reopen a second at most. A reopen drops the log
+//! records no fdatasync had covered yet: the commits waiting for them are
+//! reported failed, and what redb had of them is gone with the reopen.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::redo::{self, Log};
 use super::StoreError;
 
 /// The tables of the metadata database.
@@ -76,6 +80,32 @@ impl Table {
         Table::BlobBlocks,
         Table::Damaged,
     ];
+
+    /// The table's number in redo log records: fixed, never reused.
+    fn id(self) -> u8 {
+        match self {
+            Table::Meta => 0,
+            Table::Blobs => 1,
+            Table::Manifests => 2,
+            Table::RepoBlobs => 3,
+            Table::RepoManifests => 4,
+            Table::Tags => 5,
+            Table::Referrers => 6,
+            Table::Uploads => 7,
+            Table::Repos => 8,
+            Table::BlobBlocks => 9,
+            Table::Damaged => 10,
+            Table::ManifestBytesV1 => 11,
+            Table::TagTimesV1 => 12,
+        }
+    }
+
+    fn from_id(id: u8) -> Option<Table> {
+        Table::ALL
+            .into_iter()
+            .chain([Table::ManifestBytesV1, Table::TagTimesV1])
+            .find(|t| t.id() == id)
+    }
 
     fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         TableDefinition::new(match self {
@@ -132,6 +162,29 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+fn log_err(e: std::io::Error) -> StoreError {
+    match super::out_of_space(&e) {
+        true => StoreError::NoSpace(e.to_string()),
+        false => StoreError::Db(format!("redo log: {e}")),
+    }
+}
+
+/// `Meta` key: the last redo record the durable redb state includes.
+const REDO_SEQ: &[u8] = b"redo_seq";
+
+/// A checkpoint is made this often while writes come...
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// ...or once the log is this long (it is read whole on open).
+const LOG_LIMIT: u64 = 32 << 20;
+
+/// A transaction whose changes come to more than this commits to redb
+/// directly, as a checkpoint, instead of being copied into the log.
+const LOG_AT_MOST: usize = 1 << 20;
+
+/// After a failed write, writes are refused this long before one is tried.
+const WRITE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct Kv {
     inner: Arc<Inner>,
@@ -146,98 +199,167 @@ struct Inner {
     broken: AtomicBool,
     /// When a write last failed.
     failed_at: Mutex<Option<Instant>>,
-    /// Writers waiting in `begin_write`.
-    queued: AtomicUsize,
-    group: Mutex<Group>,
-    flushed: Condvar,
+    /// Held from a commit into redb until its record is appended, so the
+    /// log's order is redb's commit order.
+    log: Mutex<LogState>,
+    /// The log file again, to fdatasync without holding `log`.
+    log_file: File,
+    durable: Mutex<Durable>,
+    synced: Condvar,
 }
 
-/// How long a non-durable commit waits for the writer behind it to make a
-/// durable one before making one itself.
-const FLUSH_WAIT: Duration = Duration::from_millis(5);
+struct LogState {
+    log: Log,
+    /// When redb was last made durable.
+    checkpointed: Instant,
+}
 
-/// After a failed write, writes are refused this long before one is tried.
-const WRITE_RETRY_AFTER: Duration = Duration::from_secs(1);
+impl LogState {
+    fn checkpoint_due(&self) -> bool {
+        self.checkpointed.elapsed() >= CHECKPOINT_EVERY || self.log.end() >= LOG_LIMIT
+    }
+}
 
-/// Commit counts for group commit.
+/// How far the log is on disk. A position is (sequence number, log length
+/// after that record).
 #[derive(Default)]
-struct Group {
-    /// Non-durable commits made so far.
-    committed: u64,
-    /// Every commit up to this count is durable.
-    durable: u64,
-    /// A durable commit is being made.
-    flushing: bool,
-    /// Commits `(from, to]` were not durable when the database failed and
-    /// was reopened: lost.
-    lost: Vec<(u64, u64)>,
+struct Durable {
+    /// The last record appended.
+    appended: (u64, u64),
+    /// Every record up to this one is durable.
+    upto: (u64, u64),
+    /// An fdatasync is under way.
+    syncing: bool,
+    /// Times records were cut from the log after a failure. Sequence
+    /// numbers are reused after a cut, so a waiter's ticket names both.
+    cuts: u64,
+    /// Records `(from, to]` cut at cut number `n`, as `(n, from, to)`:
+    /// lost.
+    lost: Vec<(u64, u64, u64)>,
 }
+
+/// A commit's place in the log: (cuts before it, its sequence number).
+type Ticket = (u64, u64);
 
 impl Inner {
-    fn group(&self) -> MutexGuard<'_, Group> {
-        self.group.lock().unwrap_or_else(|p| p.into_inner())
+    fn log(&self) -> MutexGuard<'_, LogState> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Take the next commit number (called holding the write lock, so the
-    /// numbers follow commit order).
-    fn next(&self) -> u64 {
-        let mut g = self.group();
-        g.committed += 1;
-        g.committed
+    fn durable(&self) -> MutexGuard<'_, Durable> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Commits up to `seq` are durable.
-    fn made_durable(&self, seq: u64) {
-        let mut g = self.group();
-        g.durable = g.durable.max(seq);
-        self.flushed.notify_all();
+    /// Wait out an fdatasync under way (so that a cut or reset does not
+    /// race its result), holding `d`.
+    fn no_sync<'a>(&self, mut d: MutexGuard<'a, Durable>) -> MutexGuard<'a, Durable> {
+        while d.syncing {
+            d = self.synced.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+        d
     }
 
-    /// Return once commit `seq` is durable.
-    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut g = self.group();
+    /// Commit `tx` to redb non-durably and log `ops`; return once the
+    /// record is durable.
+    fn commit_logged(
+        &self,
+        mut log: MutexGuard<'_, LogState>,
+        mut tx: redb::WriteTransaction,
+        ops: &[u8],
+    ) -> Result<(), StoreError> {
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        tx.commit().map_err(|e| self.failed(db_err(e)))?;
+        // On failure redb holds a commit the log does not: the reopen that
+        // follows drops it.
+        let seq = log.log.append(ops).map_err(|e| self.failed(log_err(e)))?;
+        let ticket = {
+            let mut d = self.durable();
+            d.appended = (seq, log.log.end());
+            (d.cuts, seq)
+        };
+        drop(log);
+        self.wait_durable(ticket)
+    }
+
+    /// Return once the record `ticket` is durable; whoever finds no
+    /// fdatasync under way makes one for every record appended so far.
+    fn wait_durable(&self, (cut, seq): Ticket) -> Result<(), StoreError> {
+        let mut d = self.durable();
         loop {
-            if g.lost.iter().any(|&(from, to)| seq > from && seq <= to) {
+            if d.lost
+                .iter()
+                .any(|&(n, from, to)| n == cut && seq > from && seq <= to)
+            {
                 return Err(StoreError::Db(
-                    "the database failed a write before this commit was durable".into(),
+                    "a write to the redo log failed before this commit was durable".into(),
                 ));
             }
-            if g.durable >= seq {
+            if cut < d.cuts || d.upto.0 >= seq {
                 return Ok(());
             }
-            if g.flushing {
-                g = self.flushed.wait(g).unwrap_or_else(|p| p.into_inner());
+            if d.syncing {
+                d = self.synced.wait(d).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
-            let (back, timeout) = self
-                .flushed
-                .wait_timeout(g, FLUSH_WAIT)
-                .unwrap_or_else(|p| p.into_inner());
-            g = back;
-            if g.durable >= seq || g.flushing || !timeout.timed_out() {
-                continue;
+            d.syncing = true;
+            let target = d.appended;
+            drop(d);
+            let result = self.log_file.sync_data();
+            d = self.durable();
+            d.syncing = false;
+            self.synced.notify_all();
+            match result {
+                // (a checkpoint meanwhile may have covered more)
+                Ok(()) if target.0 > d.upto.0 => d.upto = target,
+                Ok(()) => {}
+                Err(e) => {
+                    drop(d);
+                    self.cut_undurable();
+                    return Err(self.failed(log_err(e)));
+                }
             }
-            g.flushing = true;
-            let upto = g.committed;
-            drop(g);
-            let result = self.flush();
-            g = self.group();
-            g.flushing = false;
-            self.flushed.notify_all();
-            // On failure each waiter tries a flush of its own, and fails
-            // the same way unless the cause has gone.
-            result?;
-            g.durable = g.durable.max(upto);
         }
     }
 
-    /// An empty durable commit: persists every commit made before it.
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db()?
-            .begin_write()
-            .map_err(db_err)
-            .and_then(|tx| tx.commit().map_err(db_err))
-            .map_err(|e| self.failed(e))
+    /// Drop the log records no fdatasync has covered: after a failed one
+    /// the kernel may have dropped their pages, so they are lost, and must
+    /// not come back in a later replay.
+    fn cut_undurable(&self) {
+        let mut log = self.log();
+        let mut d = self.no_sync(self.durable());
+        let (seq, end) = d.upto;
+        if log.log.seq() > seq {
+            let lost = (d.cuts, seq, log.log.seq());
+            d.lost.push(lost);
+            d.cuts += 1;
+        }
+        if let Err(e) = log.log.cut(end, seq) {
+            tracing::error!(error = %e, "redo log could not be cut back to its durable length");
+        }
+        d.appended = d.upto;
+        self.synced.notify_all();
+    }
+
+    /// Commit `tx` durably in redb, recording that it includes every log
+    /// record, then empty the log.
+    fn checkpoint(&self, log: &mut LogState, tx: redb::WriteTransaction) -> Result<(), StoreError> {
+        let seq = log.log.seq();
+        {
+            let mut t = tx.open_table(Table::Meta.def()).map_err(db_err)?;
+            t.insert(REDO_SEQ, &seq.to_le_bytes()[..]).map_err(db_err)?;
+        }
+        tx.commit().map_err(|e| self.failed(db_err(e)))?;
+        log.checkpointed = Instant::now();
+        let mut d = self.no_sync(self.durable());
+        if let Err(e) = log.log.reset() {
+            // Harmless: a replay skips the records the checkpoint covers.
+            tracing::warn!(error = %e, "redo log not emptied after a checkpoint");
+        }
+        d.upto = (seq, log.log.end());
+        d.appended = d.upto;
+        self.synced.notify_all();
+        Ok(())
     }
 
     /// The database, reopened first if a write failed.
@@ -273,7 +395,8 @@ impl Inner {
         }
     }
 
-    /// Close and open the database again.
+    /// Close and open the database again: redb goes back to its last
+    /// checkpoint and the log's durable records are replayed on top.
     fn reopen(&self) {
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         if !self.broken.load(Ordering::SeqCst) {
@@ -289,28 +412,57 @@ impl Inner {
                 }
             }
         }
+        self.cut_undurable();
         // The file stays locked until a write transaction of the old
         // handle ends: try for a little while.
         for _ in 0..50 {
-            match open_db(&self.path, self.cache_bytes) {
-                Ok(db) => {
-                    *slot = Some(Arc::new(db));
-                    self.broken.store(false, Ordering::SeqCst);
-                    let mut g = self.group();
-                    if g.committed > g.durable {
-                        let lost = (g.durable, g.committed);
-                        g.lost.push(lost);
-                    }
-                    self.flushed.notify_all();
-                    tracing::warn!(path = %self.path.display(), "metadata database reopened after a failed write");
-                    return;
+            let db = match open_db(&self.path, self.cache_bytes) {
+                Ok(db) => db,
+                Err(StoreError::Locked(_)) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
-                Err(StoreError::Locked(_)) => std::thread::sleep(Duration::from_millis(10)),
                 Err(e) => {
                     tracing::error!(error = %e, "metadata database could not be reopened");
                     return;
                 }
+            };
+            let mut log = self.log();
+            if let Err(e) = replay(&db, &mut log.log) {
+                tracing::error!(error = %e, "redo log could not be replayed after a failed write");
+                return;
             }
+            let mut d = self.no_sync(self.durable());
+            d.upto = (log.log.seq(), log.log.end());
+            d.appended = d.upto;
+            *slot = Some(Arc::new(db));
+            self.broken.store(false, Ordering::SeqCst);
+            tracing::warn!(path = %self.path.display(), "metadata database reopened after a failed write");
+            return;
+        }
+    }
+}
+
+impl Drop for Inner {
+    /// Leave the log empty on a clean close: a checkpoint, if anything is
+    /// logged (otherwise the next open replays it, which is also fine).
+    fn drop(&mut self) {
+        if self.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(db) = self.db.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return;
+        };
+        let mut log = self.log();
+        if log.log.end() == 0 {
+            return;
+        }
+        let result = db
+            .begin_write()
+            .map_err(db_err)
+            .and_then(|tx| self.checkpoint(&mut log, tx));
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "no checkpoint on close; the redo log is replayed on the next open");
         }
     }
 }
@@ -327,8 +479,58 @@ fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreError
         })
 }
 
+/// Apply the log records the durable redb state lacks, in one non-durable
+/// commit (they stay in the log, which holds them durably), and fdatasync
+/// the log: a record read back from the page cache of a process that
+/// crashed before its fdatasync must be on disk before anything builds on
+/// it.
+fn replay(db: &redb::Database, log: &mut Log) -> Result<u64, StoreError> {
+    let covered = {
+        let tx = db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(Table::Meta.def()).map_err(db_err)?;
+        get_in(&t, REDO_SEQ)?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    let mut tx = db.begin_write().map_err(db_err)?;
+    let applied = log
+        .recover(covered, &mut |seq, ops| {
+            apply(&tx, ops).map_err(|e| format!("record {seq}: {e}"))
+        })
+        .map_err(|e| StoreError::Corrupt(format!("redo log: {e}")))?;
+    if applied == 0 {
+        tx.abort().map_err(db_err)?;
+        return Ok(0);
+    }
+    tx.set_durability(redb::Durability::None)
+        .map_err(|e| StoreError::Db(e.to_string()))?;
+    tx.commit().map_err(db_err)?;
+    log.sync_handle()
+        .and_then(|f| f.sync_data())
+        .map_err(log_err)?;
+    tracing::info!(records = applied, "redo log replayed");
+    Ok(applied)
+}
+
+/// Apply one record's changes in `tx`.
+fn apply(tx: &redb::WriteTransaction, ops: &[u8]) -> Result<(), String> {
+    for op in redo::parse(ops).ok_or("malformed changes")? {
+        let (redo::Op::Insert(id, ..) | redo::Op::Remove(id, _)) = op;
+        let table = Table::from_id(id).ok_or_else(|| format!("unknown table {id}"))?;
+        let mut t = tx.open_table(table.def()).map_err(|e| e.to_string())?;
+        match op {
+            redo::Op::Insert(_, k, v) => t.insert(k, v).map(drop),
+            redo::Op::Remove(_, k) => t.remove(k).map(drop),
+        }
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 impl Kv {
-    /// Open or create the database file with a page cache of `cache_bytes`.
+    /// Open or create the database file with a page cache of `cache_bytes`,
+    /// and its redo log beside it (`<name>.redo`).
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Kv, StoreError> {
         let db = open_db(path, cache_bytes)?;
         let tx = db.begin_write().map_err(db_err)?;
@@ -336,6 +538,10 @@ impl Kv {
             tx.open_table(t.def()).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
+        let mut log = Log::open(&path.with_extension("redo"))?;
+        replay(&db, &mut log)?;
+        let log_file = log.sync_handle()?;
+        let at = (log.seq(), log.end());
         Ok(Kv {
             inner: Arc::new(Inner {
                 db: RwLock::new(Some(Arc::new(db))),
@@ -343,9 +549,17 @@ impl Kv {
                 cache_bytes,
                 broken: AtomicBool::new(false),
                 failed_at: Mutex::new(None),
-                queued: AtomicUsize::new(0),
-                group: Mutex::default(),
-                flushed: Condvar::new(),
+                log: Mutex::new(LogState {
+                    log,
+                    checkpointed: Instant::now(),
+                }),
+                log_file,
+                durable: Mutex::new(Durable {
+                    appended: at,
+                    upto: at,
+                    ..Durable::default()
+                }),
+                synced: Condvar::new(),
             }),
         })
     }
@@ -370,12 +584,10 @@ impl Kv {
     pub fn write(&self) -> Result<WriteTx, StoreError> {
         self.inner.may_write()?;
         let db = self.inner.db()?;
-        self.inner.queued.fetch_add(1, Ordering::SeqCst);
         let tx = db.begin_write();
-        self.inner.queued.fetch_sub(1, Ordering::SeqCst);
         drop(db);
         let tx = tx.map_err(|e| self.inner.failed(db_err(e)))?;
-        Ok(WriteTx(tx, self.inner.clone()))
+        Ok(WriteTx(tx, self.inner.clone(), Some(Vec::new())))
     }
 }
 
@@ -463,12 +675,19 @@ fn scan_in(
 
 pub struct ReadTx(redb::ReadTransaction);
 
-pub struct WriteTx(redb::WriteTransaction, Arc<Inner>);
+/// A write transaction; the third field collects its changes for the redo
+/// log, None once they are too many to log (or not loggable).
+pub struct WriteTx(redb::WriteTransaction, Arc<Inner>, Option<Vec<u8>>);
 
 impl WriteTx {
     pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut t = self.0.open_table(table.def()).map_err(db_err)?;
         t.insert(key, value).map_err(db_err)?;
+        drop(t);
+        if let Some(ops) = &mut self.2 {
+            redo::push_insert(ops, table.id(), key, value);
+        }
+        self.log_at_most();
         Ok(())
     }
 
@@ -476,28 +695,41 @@ impl WriteTx {
     pub fn remove(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
         let mut t = self.0.open_table(table.def()).map_err(db_err)?;
         let existed = t.remove(key).map_err(db_err)?.is_some();
+        if let (true, Some(ops)) = (existed, &mut self.2) {
+            redo::push_remove(ops, table.id(), key);
+        }
         Ok(existed)
     }
 
-    /// Drop a whole table; true if it existed.
+    /// Drop a whole table; true if it existed. The transaction then
+    /// commits to redb directly.
     pub fn delete_table(&mut self, table: Table) -> Result<bool, StoreError> {
+        self.2 = None;
         self.0.delete_table(table.def()).map_err(db_err)
     }
 
-    /// Make every change visible atomically, then return once it is durable
-    /// (shared fsync, see the module comment).
-    pub fn commit(self) -> Result<(), StoreError> {
-        let WriteTx(mut tx, inner) = self;
-        let seq = inner.next();
-        if inner.queued.load(Ordering::SeqCst) == 0 {
-            tx.commit().map_err(|e| inner.failed(db_err(e)))?;
-            inner.made_durable(seq);
-            return Ok(());
+    fn log_at_most(&mut self) {
+        if self.2.as_ref().is_some_and(|ops| ops.len() > LOG_AT_MOST) {
+            self.2 = None;
         }
-        tx.set_durability(redb::Durability::None)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
-        tx.commit().map_err(|e| inner.failed(db_err(e)))?;
-        inner.wait_durable(seq)
+    }
+
+    /// Make every change visible atomically, then return once it is durable
+    /// (see the module comment).
+    pub fn commit(self) -> Result<(), StoreError> {
+        let WriteTx(tx, inner, ops) = self;
+        let mut log = inner.log();
+        // Built on what a failed write left: its reopen drops that.
+        if inner.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "a write to the metadata database failed meanwhile; retry shortly".into(),
+            ));
+        }
+        match ops {
+            Some(ops) if ops.is_empty() => tx.abort().map_err(db_err),
+            Some(ops) if !log.checkpoint_due() => inner.commit_logged(log, tx, &ops),
+            _ => inner.checkpoint(&mut log, tx),
+        }
     }
 }
 
@@ -541,13 +773,31 @@ impl_reader!(WriteTx);
 mod tests {
     use super::*;
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("berth-kv-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn put(kv: &Kv, k: &str, v: &[u8]) {
+        let mut tx = kv.write().unwrap();
+        tx.insert(Table::Meta, k.as_bytes(), v).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn rows(kv: &Kv, prefix: &[u8]) -> Vec<Entry> {
+        kv.read()
+            .unwrap()
+            .scan(Table::Meta, prefix, None, 100_000)
+            .unwrap()
+    }
+
     /// Writers committing together all return, each sees its own write, and
     /// everything is there after the database is closed and opened again.
     #[test]
     fn grouped_commits_all_land() {
-        let dir = std::env::temp_dir().join(format!("berth-kv-group-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("group");
         let path = dir.join("meta.redb");
         {
             let kv = Kv::open(&path, 1 << 20).unwrap();
@@ -556,10 +806,8 @@ mod tests {
                     let kv = &kv;
                     s.spawn(move || {
                         for i in 0..50 {
-                            let k = format!("{t}/{i}");
-                            let mut tx = kv.write().unwrap();
-                            tx.insert(Table::Meta, k.as_bytes(), b"v").unwrap();
-                            tx.commit().unwrap();
+                            let k = format!("k/{t}/{i}");
+                            put(kv, &k, b"v");
                             assert!(kv
                                 .read()
                                 .unwrap()
@@ -569,18 +817,106 @@ mod tests {
                     });
                 }
             });
-            let g = kv.inner.group();
-            assert_eq!(g.committed, 400);
-            assert_eq!(g.durable, 400, "every commit is durable once all returned");
+            let seq = kv.inner.log().log.seq();
+            assert_eq!(seq, 400, "one record per commit (no checkpoint yet)");
+            assert_eq!(kv.inner.durable().upto.0, seq, "all durable once returned");
         }
+        // closing made a checkpoint and emptied the log
+        assert_eq!(std::fs::metadata(dir.join("meta.redo")).unwrap().len(), 0);
         let kv = Kv::open(&path, 1 << 20).unwrap();
-        let n = kv
-            .read()
-            .unwrap()
-            .scan(Table::Meta, b"", None, 1000)
-            .unwrap()
-            .len();
-        assert_eq!(n, 400);
+        assert_eq!(rows(&kv, b"k/").len(), 400);
+        drop(kv);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A crash: the database file as the last checkpoint left it, and the
+    /// log cut anywhere. Opening gives exactly the commits whose records
+    /// are whole, in order (never a later one without an earlier one), and
+    /// removals replay too.
+    #[test]
+    fn a_crash_keeps_the_logged_commits() {
+        let dir = scratch("crash");
+        let kv = Kv::open(&dir.join("meta.redb"), 1 << 20).unwrap();
+        put(&kv, "gone", b"soon");
+        // the database file as it stands now: only the durable open
+        std::fs::copy(dir.join("meta.redb"), dir.join("base.redb")).unwrap();
+        let mut ends = vec![kv.inner.log().log.end()];
+        for i in 0..6 {
+            put(&kv, &format!("k/{i}"), &vec![i as u8; 100 + 700 * i]);
+            ends.push(kv.inner.log().log.end());
+        }
+        let mut tx = kv.write().unwrap();
+        assert!(tx.remove(Table::Meta, b"gone").unwrap());
+        tx.commit().unwrap();
+        ends.push(kv.inner.log().log.end());
+        let log = std::fs::read(dir.join("meta.redo")).unwrap();
+        assert_eq!(log.len() as u64, *ends.last().unwrap());
+        drop(kv);
+
+        let copy = dir.join("copy");
+        let mut cuts: Vec<u64> = ends
+            .iter()
+            .flat_map(|&e| [e.saturating_sub(1), e, e + 7])
+            .collect();
+        cuts.retain(|&c| c <= log.len() as u64);
+        for cut in cuts {
+            let _ = std::fs::remove_dir_all(&copy);
+            std::fs::create_dir_all(&copy).unwrap();
+            std::fs::copy(dir.join("base.redb"), copy.join("meta.redb")).unwrap();
+            std::fs::write(copy.join("meta.redo"), &log[..cut as usize]).unwrap();
+            let kv = Kv::open(&copy.join("meta.redb"), 1 << 20).unwrap();
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            let got = rows(&kv, b"k/");
+            let ks = whole.saturating_sub(1).min(6);
+            assert_eq!(got.len(), ks, "cut at {cut}");
+            for (i, (k, v)) in got.iter().enumerate() {
+                assert_eq!(k, format!("k/{i}").as_bytes());
+                assert_eq!(v.len(), 100 + 700 * i);
+            }
+            let gone = kv.read().unwrap().contains(Table::Meta, b"gone").unwrap();
+            assert_eq!(gone, (1..8).contains(&whole), "cut at {cut}");
+            // and it goes on from there, durably
+            put(&kv, "after", b"x");
+            drop(kv);
+            let kv = Kv::open(&copy.join("meta.redb"), 1 << 20).unwrap();
+            assert!(kv.read().unwrap().contains(Table::Meta, b"after").unwrap());
+            assert_eq!(rows(&kv, b"k/").len(), ks);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A transaction too big to log commits to redb directly, which is a
+    /// checkpoint: the log is emptied and records are not replayed twice.
+    #[test]
+    fn a_big_transaction_is_a_checkpoint() {
+        let dir = scratch("big");
+        let path = dir.join("meta.redb");
+        let kv = Kv::open(&path, 1 << 20).unwrap();
+        put(&kv, "small", b"1");
+        assert!(kv.inner.log().log.end() > 0);
+        let mut tx = kv.write().unwrap();
+        for i in 0..40 {
+            tx.insert(Table::Blobs, format!("big/{i}").as_bytes(), &[7; 32 << 10])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        assert_eq!(kv.inner.log().log.end(), 0);
+        let base = std::fs::read(&path).unwrap();
+        put(&kv, "small", b"2");
+        let log = std::fs::read(dir.join("meta.redo")).unwrap();
+        drop(kv);
+        // crash right after the second small commit
+        std::fs::write(&path, base).unwrap();
+        std::fs::write(dir.join("meta.redo"), log).unwrap();
+        let kv = Kv::open(&path, 1 << 20).unwrap();
+        let r = kv.read().unwrap();
+        assert_eq!(
+            r.get(Table::Meta, b"small").unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(r.scan(Table::Blobs, b"big/", None, 100).unwrap().len(), 40);
+        drop(r);
+        drop(kv);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -66,6 +66,17 @@ pub(super) fn v1_to_v2(kv: &Kv) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Schema 2 -> 3: no table changes. Commits are durable through the redo
+/// log (`meta.redo`) from now on, which an older build would not replay:
+/// the version makes it refuse the directory instead of losing them.
+pub(super) fn v2_to_v3(kv: &Kv) -> Result<(), StoreError> {
+    let mut tx = kv.write()?;
+    tx.insert(Table::Meta, b"schema", b"3")?;
+    tx.commit()?;
+    tracing::info!("metadata database migrated from schema 2 to 3 (redo log)");
+    Ok(())
+}
+
 /// Replace each value of `table` by what `f` makes of it (None: keep it).
 /// Returns how many were rewritten.
 fn rewrite(

@@ -3,6 +3,8 @@
 //! * `meta.redb`: the metadata database (via [`kv`]), the single source of
 //!   truth for what exists: blob records, manifests and their parsed graph,
 //!   repository membership, tags, referrers, upload sessions.
+//! * `meta.redo`: its redo log ([`redo`]), which makes commits durable
+//!   between checkpoints.
 //! * `blobs/`, `manifests/`, `uploads/`: content-addressed files ([`files`]).
 //!
 //! A file without a committed record is garbage; a record is committed only
@@ -16,6 +18,7 @@ pub mod kv;
 pub mod manifests;
 mod migrate;
 pub mod records;
+mod redo;
 pub mod retention;
 pub mod scrub;
 pub mod uploads;
@@ -34,7 +37,7 @@ pub use manifests::{
 pub use records::{BlobRecord, ManifestRecord, UploadRecord};
 
 /// The on-disk format version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -188,7 +191,11 @@ fn check_schema(kv: &Kv) -> Result<(), StoreError> {
             tx.commit()
         }
         Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
-        Some(v) if v == b"1" => migrate::v1_to_v2(kv),
+        Some(v) if v == b"1" => {
+            migrate::v1_to_v2(kv)?;
+            migrate::v2_to_v3(kv)
+        }
+        Some(v) if v == b"2" => migrate::v2_to_v3(kv),
         Some(v) => Err(StoreError::Schema {
             found: String::from_utf8_lossy(&v).into_owned(),
             expected: SCHEMA_VERSION,
