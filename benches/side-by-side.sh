@@ -7,7 +7,8 @@
 # Needs: Debian's `docker-registry` (Distribution 2.8.2), `wrk` and `hey` on
 # PATH (regbench uses them for the small-request phases), a release build.
 # Both servers start on fresh data dirs under one temp dir with their default
-# durability: Berth fsyncs every blob and commits redb durably before a 201;
+# durability: Berth fsyncs every blob and makes its commit durable (redo log
+# fdatasync, see store/kv.rs) before a 201;
 # Distribution's filesystem driver writes without fsync.
 # Results: benches/side-by-side.json and the table regbench prints.
 set -euo pipefail

@@ -315,8 +315,10 @@ impl Inner {
                 Ok(()) => {}
                 Err(e) => {
                     drop(d);
+                    // Broken first: no commit builds on what is cut.
+                    let e = self.failed(log_err(e));
                     self.cut_undurable();
-                    return Err(self.failed(log_err(e)));
+                    return Err(e);
                 }
             }
         }
