@@ -99,16 +99,16 @@ impl Store {
         tx.for_each(Table::Manifests, b"", &mut |k, v| {
             let d = String::from_utf8_lossy(k).into_owned();
             if !live_manifests.contains(&d) {
-                let rec = records::decode_manifest(&d, v).ok().map(|(r, _)| r);
-                dead_manifests.push((d, rec));
+                let place = records::manifest_size_in_file(&d, v).ok();
+                dead_manifests.push((d, place));
             }
             true
         })?;
-        for (d, rec) in dead_manifests {
+        for (d, place) in dead_manifests {
             report.manifests_removed += 1;
-            if let Some(rec) = rec {
-                report.bytes_reclaimed += rec.size;
-                if rec.in_file {
+            if let Some((size, in_file)) = place {
+                report.bytes_reclaimed += size;
+                if in_file {
                     if let Ok(digest) = d.parse::<Digest>() {
                         dead_files.push(self.files.manifest_path(&digest));
                     }

@@ -88,14 +88,7 @@ pub fn decode_manifest<'v>(
     v: &'v [u8],
 ) -> Result<(ManifestRecord, &'v [u8]), StoreError> {
     let corrupt = |why: String| StoreError::Corrupt(format!("manifest record {digest}: {why}"));
-    let (len, rest) = v
-        .split_first_chunk::<4>()
-        .ok_or_else(|| corrupt("too short".into()))?;
-    let len = u32::from_le_bytes(*len) as usize;
-    if rest.len() < len {
-        return Err(corrupt("header runs past the value".into()));
-    }
-    let (h, inline) = rest.split_at(len);
+    let (h, inline) = split_manifest(digest, v)?;
     let h: ManifestHeader = decode(&format!("manifest record {digest}"), h)?;
     let summary = match h.summary {
         Some(s) => s.into_owned(),
@@ -114,6 +107,35 @@ pub fn decode_manifest<'v>(
         made_by_berth: h.made_by_berth,
     };
     Ok((rec, inline))
+}
+
+/// A value made by [`encode_manifest`] split into its header and the
+/// inline bytes.
+fn split_manifest<'v>(digest: &str, v: &'v [u8]) -> Result<(&'v [u8], &'v [u8]), StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("manifest record {digest}: {why}"));
+    let (len, rest) = v
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("too short"))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(corrupt("header runs past the value"));
+    }
+    Ok(rest.split_at(len))
+}
+
+/// A stored manifest's size and whether it lives in a file, from the
+/// header alone: what GC needs of a manifest it removes, without parsing
+/// the manifest (which a damaged one would fail).
+pub fn manifest_size_in_file(digest: &str, v: &[u8]) -> Result<(u64, bool), StoreError> {
+    #[derive(Deserialize)]
+    struct Place {
+        size: u64,
+        #[serde(default)]
+        in_file: bool,
+    }
+    let (h, _) = split_manifest(digest, v)?;
+    let p: Place = decode(&format!("manifest record {digest}"), h)?;
+    Ok((p.size, p.in_file))
 }
 
 /// A tag's value in the `tags` table: the digest it points at and when it
@@ -191,6 +213,28 @@ mod tests {
             assert_eq!(back, rec);
             assert_eq!(inline, if in_file { &[][..] } else { M });
         }
+    }
+
+    /// GC's header-only read agrees with the full one, and also answers
+    /// for a manifest whose stored bytes no longer parse.
+    #[test]
+    fn size_and_place_come_from_the_header() {
+        for in_file in [false, true] {
+            let rec = record(M, in_file);
+            let v = encode_manifest(&rec.summary, rec.size, false, (!in_file).then_some(M));
+            assert_eq!(
+                manifest_size_in_file("d", &v).unwrap(),
+                (M.len() as u64, in_file)
+            );
+        }
+        let rec = record(M, false);
+        let v = encode_manifest(&rec.summary, rec.size, false, Some(b"{not json"));
+        assert!(decode_manifest("d", &v).is_err());
+        assert_eq!(
+            manifest_size_in_file("d", &v).unwrap(),
+            (M.len() as u64, false)
+        );
+        assert!(manifest_size_in_file("d", &v[..3]).is_err());
     }
 
     #[test]
