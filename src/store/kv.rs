@@ -18,8 +18,11 @@
 //! refused for a second after each failure, then tried again, so the store
 //! takes writes as soon as the cause is gone, without a restart, and a
 //! lasting cause costs one reopen a second at most. A reopen drops the log
-//! records no fdatasync had covered yet: the commits waiting for them are
-//! reported failed, and what redb had of them is gone with the reopen.
+//! records no fdatasync had covered yet and reports the commits waiting for
+//! them failed. redb's close may still persist such a commit (it makes
+//! pending non-durable commits durable); every commit stores the number of
+//! the last log record it includes, so the replay that follows skips what
+//! redb already has and never re-applies an older record over a newer one.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -210,6 +213,9 @@ struct Inner {
     log_file: File,
     durable: Mutex<Durable>,
     synced: Condvar,
+    /// Tests: fail the next fdatasync of the log.
+    #[cfg(test)]
+    fail_sync: AtomicBool,
 }
 
 struct LogState {
@@ -271,11 +277,16 @@ impl Inner {
         mut tx: redb::WriteTransaction,
         ops: &[u8],
     ) -> Result<(), StoreError> {
+        // redb's state names the last record it includes, whichever way it
+        // becomes durable: a checkpoint, or redb's own close, which makes
+        // pending non-durable commits durable (a reopen after a failure).
+        set_redo_seq(&tx, log.log.seq() + 1)?;
         tx.set_durability(redb::Durability::None)
             .map_err(|e| StoreError::Db(e.to_string()))?;
         tx.commit().map_err(|e| self.failed(db_err(e)))?;
-        // On failure redb holds a commit the log does not: the reopen that
-        // follows drops it.
+        // On failure redb holds a commit the log does not; the caller gets
+        // an error, and the commit stays only if the reopen that follows
+        // persists it.
         let seq = log.log.append(ops).map_err(|e| self.failed(log_err(e)))?;
         let ticket = {
             let mut d = self.durable();
@@ -309,7 +320,7 @@ impl Inner {
             d.syncing = true;
             let target = d.appended;
             drop(d);
-            let result = self.log_file.sync_data();
+            let result = self.sync_log();
             d = self.durable();
             d.syncing = false;
             self.synced.notify_all();
@@ -326,6 +337,14 @@ impl Inner {
                 }
             }
         }
+    }
+
+    fn sync_log(&self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.fail_sync.swap(false, Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fdatasync failure"));
+        }
+        self.log_file.sync_data()
     }
 
     /// Drop the log records no fdatasync has covered: after a failed one
@@ -351,10 +370,7 @@ impl Inner {
     /// record, then empty the log.
     fn checkpoint(&self, log: &mut LogState, tx: redb::WriteTransaction) -> Result<(), StoreError> {
         let seq = log.log.seq();
-        {
-            let mut t = tx.open_table(Table::Meta.def()).map_err(db_err)?;
-            t.insert(REDO_SEQ, &seq.to_le_bytes()[..]).map_err(db_err)?;
-        }
+        set_redo_seq(&tx, seq)?;
         tx.commit().map_err(|e| self.failed(db_err(e)))?;
         log.checkpointed = Instant::now();
         let mut d = self.no_sync(self.durable());
@@ -509,6 +525,7 @@ fn replay(db: &redb::Database, log: &mut Log) -> Result<u64, StoreError> {
         tx.abort().map_err(db_err)?;
         return Ok(0);
     }
+    set_redo_seq(&tx, log.seq())?;
     tx.set_durability(redb::Durability::None)
         .map_err(|e| StoreError::Db(e.to_string()))?;
     tx.commit().map_err(db_err)?;
@@ -517,6 +534,12 @@ fn replay(db: &redb::Database, log: &mut Log) -> Result<u64, StoreError> {
         .map_err(log_err)?;
     tracing::info!(records = applied, "redo log replayed");
     Ok(applied)
+}
+
+fn set_redo_seq(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError> {
+    let mut t = tx.open_table(Table::Meta.def()).map_err(db_err)?;
+    t.insert(REDO_SEQ, &seq.to_le_bytes()[..]).map_err(db_err)?;
+    Ok(())
 }
 
 /// Apply one record's changes in `tx`.
@@ -566,6 +589,8 @@ impl Kv {
                     ..Durable::default()
                 }),
                 synced: Condvar::new(),
+                #[cfg(test)]
+                fail_sync: AtomicBool::new(false),
             }),
         })
     }
@@ -887,6 +912,58 @@ mod tests {
             let kv = Kv::open(&copy.join("meta.redb"), 1 << 20).unwrap();
             assert!(kv.read().unwrap().contains(Table::Meta, b"after").unwrap());
             assert_eq!(rows(&kv, b"k/").len(), ks);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A failed fdatasync: the commit waiting on it fails, writes are
+    /// refused for a moment and then resume. The reopen that follows keeps
+    /// the database and the log in step: commits acknowledged after it
+    /// survive a crash (no gap in the log's sequence hides them), and so do
+    /// those before it.
+    #[test]
+    fn a_failed_fdatasync_keeps_the_log_in_step() {
+        let dir = scratch("fsyncfail");
+        let path = dir.join("meta.redb");
+        let kv = Kv::open(&path, 1 << 20).unwrap();
+        let mut tx = kv.write().unwrap();
+        tx.insert(Table::Meta, b"k/a", b"1").unwrap();
+        tx.insert(Table::Meta, b"x", b"1").unwrap();
+        tx.commit().unwrap();
+        kv.inner.fail_sync.store(true, Ordering::SeqCst);
+        let mut tx = kv.write().unwrap();
+        tx.insert(Table::Meta, b"k/b", b"2").unwrap();
+        tx.insert(Table::Meta, b"x", b"2").unwrap();
+        assert!(tx.commit().is_err(), "a commit whose fdatasync failed");
+        assert!(matches!(kv.write().err(), Some(StoreError::Unavailable(_))));
+        // The failed commit may stay (redb's close on reopen persists it)
+        // or not, but whole: never its new key with the old x.
+        let whole = |kv: &Kv| {
+            let r = kv.read().unwrap();
+            let b = r.contains(Table::Meta, b"k/b").unwrap();
+            let x = r.get(Table::Meta, b"x").unwrap().unwrap();
+            assert_eq!(x, if b { b"2" } else { b"1" }, "k/b there: {b}");
+        };
+        // reads go on (through a reopen); skip the second's wait
+        whole(&kv);
+        assert!(kv.read().unwrap().contains(Table::Meta, b"k/a").unwrap());
+        *kv.inner.failed_at.lock().unwrap() = None;
+        put(&kv, "k/c", b"3");
+        put(&kv, "k/d", b"4");
+        assert!(kv.inner.log().log.end() > 0, "logged, not checkpointed");
+        // crash now: the database file as it is durable, the log as written
+        let crash = dir.join("crash");
+        std::fs::create_dir_all(&crash).unwrap();
+        std::fs::copy(&path, crash.join("meta.redb")).unwrap();
+        std::fs::copy(dir.join("meta.redo"), crash.join("meta.redo")).unwrap();
+        drop(kv);
+        for p in [path, crash.join("meta.redb")] {
+            let kv = Kv::open(&p, 1 << 20).unwrap();
+            for k in ["k/a", "k/c", "k/d"] {
+                let there = kv.read().unwrap().contains(Table::Meta, k.as_bytes());
+                assert!(there.unwrap(), "{k} in {}", p.display());
+            }
+            whole(&kv);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
