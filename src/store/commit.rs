@@ -5,8 +5,9 @@
 //! push). The thread takes everything queued, runs each change in one write
 //! transaction, keeps taking what arrives meanwhile, then commits once,
 //! durably (see `kv`), and answers every member. While it waits for the
-//! fsync the next batch queues up, so the batch grows with the load and a
-//! push costs one commit's page writes and fsync divided by the batch size.
+//! log's fdatasync the next batch queues up, so the batch grows with the
+//! load and a push costs one log append and fdatasync divided by the batch
+//! size.
 //!
 //! A change must refuse (the inner `Err`) before it writes anything, because
 //! the others' changes in the batch are committed regardless. A database

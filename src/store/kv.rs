@@ -10,7 +10,8 @@
 //! About once a second (or when the log has grown, or for a transaction too
 //! big to log) a commit is made durable in redb itself instead: a
 //! checkpoint, which records the last log record it covers and empties the
-//! log. Opening replays the records after the checkpoint.
+//! log. Every commit also stores in redb the number of the last record it
+//! includes; opening replays the records after that one.
 //!
 //! A failed write (a full disk, an I/O error) leaves redb refusing every
 //! later read and write until the database is opened again. The next use
@@ -20,9 +21,9 @@
 //! lasting cause costs one reopen a second at most. A reopen drops the log
 //! records no fdatasync had covered yet and reports the commits waiting for
 //! them failed. redb's close may still persist such a commit (it makes
-//! pending non-durable commits durable); every commit stores the number of
-//! the last log record it includes, so the replay that follows skips what
-//! redb already has and never re-applies an older record over a newer one.
+//! pending non-durable commits durable), whole: the record number it stores
+//! makes the replay that follows skip what redb already has, never
+//! re-applying an older record over a newer one.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -529,9 +530,7 @@ fn replay(db: &redb::Database, log: &mut Log) -> Result<u64, StoreError> {
     tx.set_durability(redb::Durability::None)
         .map_err(|e| StoreError::Db(e.to_string()))?;
     tx.commit().map_err(db_err)?;
-    log.sync_handle()
-        .and_then(|f| f.sync_data())
-        .map_err(log_err)?;
+    log.sync().map_err(log_err)?;
     tracing::info!(records = applied, "redo log replayed");
     Ok(applied)
 }
@@ -811,10 +810,17 @@ mod tests {
         dir
     }
 
-    fn put(kv: &Kv, k: &str, v: &[u8]) {
+    /// Commit `pairs` into `Meta` in one transaction.
+    fn commit_all(kv: &Kv, pairs: &[(&str, &[u8])]) -> Result<(), StoreError> {
         let mut tx = kv.write().unwrap();
-        tx.insert(Table::Meta, k.as_bytes(), v).unwrap();
-        tx.commit().unwrap();
+        for (k, v) in pairs {
+            tx.insert(Table::Meta, k.as_bytes(), v).unwrap();
+        }
+        tx.commit()
+    }
+
+    fn put(kv: &Kv, k: &str, v: &[u8]) {
+        commit_all(kv, &[(k, v)]).unwrap();
     }
 
     fn rows(kv: &Kv, prefix: &[u8]) -> Vec<Entry> {
@@ -926,15 +932,10 @@ mod tests {
         let dir = scratch("fsyncfail");
         let path = dir.join("meta.redb");
         let kv = Kv::open(&path, 1 << 20).unwrap();
-        let mut tx = kv.write().unwrap();
-        tx.insert(Table::Meta, b"k/a", b"1").unwrap();
-        tx.insert(Table::Meta, b"x", b"1").unwrap();
-        tx.commit().unwrap();
+        commit_all(&kv, &[("k/a", b"1"), ("x", b"1")]).unwrap();
         kv.inner.fail_sync.store(true, Ordering::SeqCst);
-        let mut tx = kv.write().unwrap();
-        tx.insert(Table::Meta, b"k/b", b"2").unwrap();
-        tx.insert(Table::Meta, b"x", b"2").unwrap();
-        assert!(tx.commit().is_err(), "a commit whose fdatasync failed");
+        let failed = commit_all(&kv, &[("k/b", b"2"), ("x", b"2")]);
+        assert!(failed.is_err(), "a commit whose fdatasync failed");
         assert!(matches!(kv.write().err(), Some(StoreError::Unavailable(_))));
         // The failed commit may stay (redb's close on reopen persists it)
         // or not, but whole: never its new key with the old x.

@@ -134,6 +134,11 @@ impl Log {
         self.file.try_clone()
     }
 
+    /// fdatasync the log.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
     pub fn seq(&self) -> u64 {
         self.seq
     }
