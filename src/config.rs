@@ -30,6 +30,7 @@ pub struct Config {
     pub auth: Auth,
     pub tls: Tls,
     pub log: Log,
+    pub metrics: MetricsConfig,
     /// Per-repository policies; the first whose pattern matches applies.
     pub repositories: Vec<RepoPolicy>,
     /// Retention policies, applied before each garbage collection; the
@@ -119,6 +120,14 @@ pub struct Limits {
     /// Upload sessions one user (or anonymous client address) may hold
     /// open at once (0 = no limit); beyond: 429 TOOMANYREQUESTS.
     pub max_sessions_per_user: usize,
+    /// Upload sessions open in the whole registry; beyond: 429
+    /// TOOMANYREQUESTS. 0 = derived from the open-file limit at start
+    /// (half of it, at most 16384): an idle session holds no descriptor,
+    /// one in use holds its file and its connection.
+    pub max_sessions: usize,
+    /// A request body that brings less than 1 KiB in this many seconds has
+    /// stalled (0 = no limit): 408, and an upload keeps what arrived before.
+    pub body_idle_timeout_secs: u64,
     /// Time a client has to send a request's line and headers, seconds
     /// (slow-loris); beyond: 408 and the connection closes.
     pub request_head_timeout_secs: u64,
@@ -217,6 +226,20 @@ pub struct Gc {
     pub interval_secs: u64,
 }
 
+/// Where `/metrics` is served and who may read it. By default it is open on
+/// the main listener, as Prometheus scrapers expect: its labels name routes
+/// and methods, never repositories, users or tags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// ADDR:PORT of a separate plain-HTTP listener for `/metrics`,
+    /// `/healthz` and `/readyz` (e.g. a management network); the main
+    /// listener then answers 404 for `/metrics`. Empty = the main listener.
+    pub listen: String,
+    /// `/metrics` on the main listener needs an admin's credentials.
+    pub admin_only: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -244,6 +267,7 @@ impl Default for Config {
             auth: Auth::default(),
             tls: Tls::default(),
             log: Log::default(),
+            metrics: MetricsConfig::default(),
             repositories: Vec::new(),
             retention: Vec::new(),
         }
@@ -257,6 +281,8 @@ impl Default for Limits {
             max_blob_bytes: 0,
             max_page: 10_000,
             max_sessions_per_user: 256,
+            max_sessions: 0,
+            body_idle_timeout_secs: 60,
             request_head_timeout_secs: 10,
             keep_alive_secs: 30,
             max_connections: 4096,
@@ -319,6 +345,14 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "listen: '{}' is not ADDR:PORT",
                 self.listen
+            )));
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.listen: '{}' is not ADDR:PORT",
+                self.metrics.listen
             )));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -20,12 +20,14 @@ pub struct Metrics {
     pub uploads_in_flight: Gauge,
     pub merges: Counter,
     pub corrupt_reads: Counter,
+    pub manifest_corrupt_reads: Counter,
     pub scrubs: Counter,
     pub scrub_corrupt: Gauge,
     pub scrub_bytes: Counter,
     pub gc_runs: Counter,
     pub gc_reclaimed_bytes: Counter,
     pub failed_logins: Counter,
+    pub throttled_logins: Counter,
     store: [Gauge; 6],
 }
 
@@ -86,6 +88,12 @@ impl Default for Metrics {
             "blob blocks that failed verification on read",
             corrupt_reads.clone(),
         );
+        let manifest_corrupt_reads = Counter::default();
+        registry.register(
+            "manifest_corrupt_reads",
+            "manifests kept in files that failed verification on read",
+            manifest_corrupt_reads.clone(),
+        );
         let scrubs = Counter::default();
         registry.register("scrub_runs", "scrubs run while serving", scrubs.clone());
         let scrub_corrupt = Gauge::default();
@@ -118,6 +126,12 @@ impl Default for Metrics {
             "requests with wrong credentials",
             failed_logins.clone(),
         );
+        let throttled_logins = Counter::default();
+        registry.register(
+            "throttled_logins",
+            "logins refused unchecked after too many failures from the address or for the user",
+            throttled_logins.clone(),
+        );
         let store: [Gauge; 6] = Default::default();
         let names = [
             ("store_repositories", "repositories with content"),
@@ -142,12 +156,14 @@ impl Default for Metrics {
             uploads_in_flight,
             merges,
             corrupt_reads,
+            manifest_corrupt_reads,
             scrubs,
             scrub_corrupt,
             scrub_bytes,
             gc_runs,
             gc_reclaimed_bytes,
             failed_logins,
+            throttled_logins,
             store,
         }
     }

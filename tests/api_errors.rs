@@ -30,7 +30,10 @@ fn malformed_requests_are_client_errors_with_oci_bodies() {
     let cases: &[(&str, &str, u16, &str)] = &[
         ("GET", "/v2/UPPER/manifests/latest", 400, "NAME_INVALID"),
         ("GET", "/v2/a..b/blobs/sha256:00", 400, "NAME_INVALID"),
-        ("POST", "/v2/a%2Fb/blobs/uploads/", 400, "NAME_INVALID"),
+        // paths are decoded once before routing (`http::path`), so an
+        // encoded slash is a slash, and the name it makes must be valid
+        ("POST", "/v2/a%2F%2Fb/blobs/uploads/", 400, "NAME_INVALID"),
+        ("POST", "/v2/a%2F../blobs/uploads/", 400, "NAME_INVALID"),
         ("GET", "/v2/a/blobs/notadigest", 400, "DIGEST_INVALID"),
         ("GET", "/v2/a/blobs/sha256:zz", 400, "DIGEST_INVALID"),
         ("GET", "/v2/a/blobs/md5:0123", 400, "UNSUPPORTED"),
@@ -188,4 +191,39 @@ fn raw_garbage_gets_4xx_or_a_closed_connection() {
     );
     let r = c.get(&loc);
     assert_eq!(r.status, 204, "session still there");
+}
+
+/// Errors that reach the application carry the OCI error body, protocol
+/// ones included: an unknown method, a broken chunked body, a stalled
+/// manifest body (408). (A request head actix cannot parse is answered by
+/// actix itself, 400, 408 or 431 with no body: it never reaches Berth.)
+#[test]
+fn protocol_errors_that_reach_berth_have_oci_bodies() {
+    let s = Server::start_with_env(&[("BERTH_LIMITS_BODY_IDLE_TIMEOUT_SECS", "1")]);
+    let answer = |req: &[u8]| -> common::Resp {
+        let mut t = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        t.write_all(req).unwrap();
+        let mut buf = Vec::new();
+        let _ = t.read_to_end(&mut buf);
+        common::parse_response(&buf).expect("an HTTP answer")
+    };
+    let r = answer(b"BREW /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.error_code().as_str()), (405, "UNSUPPORTED"));
+    let r = answer(b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.error_code().as_str()), (404, "NAME_UNKNOWN"));
+    let r = answer(
+        b"PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 500\r\n\r\n{\"schemaVersion\":",
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (408, "MANIFEST_INVALID")
+    );
+    let r = answer(
+        b"PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\nZZZ\r\n",
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "MANIFEST_INVALID")
+    );
 }

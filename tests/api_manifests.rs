@@ -75,11 +75,15 @@ fn referenced_content_must_exist() {
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": missing, "size": 10}]
     }))
     .unwrap();
+    // a missing child is an unknown reference of the index: 400, as
+    // Distribution answers (MANIFEST_BLOB_UNKNOWN: "manifest references a
+    // manifest or blob unknown to registry")
     let r = c.put_manifest("r", "i", OCI_INDEX, &index);
     assert_eq!(
         (r.status, r.error_code().as_str()),
-        (404, "MANIFEST_UNKNOWN")
+        (400, "MANIFEST_BLOB_UNKNOWN")
     );
+    assert!(r.text().contains(&missing), "{}", r.text());
 
     // non-distributable layers need not be pushed
     let m = serde_json::to_vec(&json!({
@@ -228,4 +232,52 @@ fn size_limit_and_large_manifests() {
     let huge = vec![b' '; 4 * 1024 * 1024 + 1];
     let r = c.put_manifest("big", "h", OCI_MANIFEST, &huge);
     assert_eq!((r.status, r.error_code().as_str()), (413, "SIZE_INVALID"));
+}
+
+/// A descriptor must state the size of what it names: a layer said to be
+/// 5 bytes that is 3,000,000 is refused, naming the digest and both sizes;
+/// so is an index whose child's size is wrong.
+#[test]
+fn descriptor_sizes_must_match_the_content() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    let cfg = c.push_blob("r", b"{}");
+    let layer = common::bytes(3, 3_000_000);
+    let ld = c.push_blob("r", &layer);
+    let m = image_manifest(&cfg, 2, &[(&ld, 5)]);
+    let r = c.put_manifest("r", "t", OCI_MANIFEST, &m);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "MANIFEST_INVALID")
+    );
+    let text = r.text();
+    for part in [ld.as_str(), "5", "3000000"] {
+        assert!(text.contains(part), "{part} not in {text}");
+    }
+    let m = image_manifest(&cfg, 3, &[(&ld, layer.len())]);
+    assert_eq!(
+        c.put_manifest("r", "t", OCI_MANIFEST, &m).status,
+        400,
+        "config size"
+    );
+    let m = image_manifest(&cfg, 2, &[(&ld, layer.len())]);
+    assert_eq!(c.put_manifest("r", "t", OCI_MANIFEST, &m).status, 201);
+    let md = sha256(&m);
+    let index = |size: usize| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": md, "size": size,
+                           "platform": {"os": "linux", "architecture": "amd64"}}]
+        }))
+        .unwrap()
+    };
+    let r = c.put_manifest("r", "i", OCI_INDEX, &index(m.len() + 1));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "MANIFEST_INVALID")
+    );
+    assert_eq!(
+        c.put_manifest("r", "i", OCI_INDEX, &index(m.len())).status,
+        201
+    );
 }

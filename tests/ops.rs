@@ -135,3 +135,121 @@ fn reads_are_logged_only_when_asked() {
         );
     }
 }
+
+/// Client-controlled text reaches the log escaped: a user name, path or
+/// user agent with a newline or an escape sequence cannot forge a line or
+/// send terminal codes, in the text format and in JSON. (Header values
+/// cannot carry ESC or newlines past the HTTP parser, but a tab, and any
+/// byte in a Basic credential's base64, can.)
+#[test]
+fn client_fields_in_log_lines_are_escaped() {
+    use base64::Engine;
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("htpasswd");
+        std::fs::write(&pw, format!("ops:{}\n", bcrypt::hash("pw", 4).unwrap())).unwrap();
+        let log_path = dir.path().join("stderr.log");
+        let s = Server::start_logged(
+            &format!(
+                "[log]\nformat = \"{format}\"\naccess = true\n[auth]\nhtpasswd = \"{}\"\n",
+                pw.display()
+            ),
+            &log_path,
+        );
+        let evil_user = "mallory\nINFO forged line\u{1b}[31m";
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{evil_user}:x"));
+        let r = common::request_from(
+            "127.0.0.1",
+            s.port,
+            "GET",
+            "/v2/",
+            &[
+                ("Authorization", &format!("Basic {basic}")),
+                ("User-Agent", "ua\tx"),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 401);
+        let ok = base64::engine::general_purpose::STANDARD.encode("ops:pw");
+        let r = common::request_from(
+            "127.0.0.1",
+            s.port,
+            "GET",
+            "/v2/_catalog",
+            &[
+                ("Authorization", &format!("Basic {ok}")),
+                ("User-Agent", "agent\tx"),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        let mut log = Vec::new();
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            log = std::fs::read(&log_path).unwrap();
+            if String::from_utf8_lossy(&log).contains("failed login")
+                && String::from_utf8_lossy(&log).contains("_catalog")
+            {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&log);
+        assert!(text.contains("failed login"), "{format}:\n{text}");
+        assert!(
+            text.contains("agent"),
+            "user agent not logged ({format}):\n{text}"
+        );
+        assert!(
+            !log.contains(&0x1b),
+            "raw escape byte in the {format} log:\n{text}"
+        );
+        assert!(
+            !text.contains("agent\tx"),
+            "raw tab from a header in the {format} log:\n{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("INFO forged")),
+            "forged line in the {format} log:\n{text}"
+        );
+        if format == "json" {
+            for l in text.lines().filter(|l| !l.is_empty()) {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}"));
+            }
+        }
+    }
+}
+
+/// `metrics.listen`: metrics and health on their own listener; the main
+/// one answers 404 for /metrics.
+#[test]
+fn metrics_on_a_separate_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = Server::start_with_env(&[("BERTH_METRICS_LISTEN", &format!("127.0.0.1:{port}"))]);
+    let c = Client::new(&s);
+    assert_eq!(c.get("/metrics").status, 404);
+    assert_eq!(c.get("/v2/").status, 200);
+    let ops = Client::from_base(&format!("http://127.0.0.1:{port}"));
+    for _ in 0..50 {
+        if common::request_from("127.0.0.1", port, "GET", "/healthz", &[], b"").status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = ops.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("berth_http_requests_total"));
+    assert_eq!(ops.get("/healthz").status, 200);
+    assert_eq!(ops.get("/readyz").status, 200);
+    assert_eq!(
+        ops.get("/v2/").status,
+        404,
+        "the registry is not on the metrics listener"
+    );
+}

@@ -244,3 +244,50 @@ client_ca = "{}"
         "000"
     );
 }
+
+/// With client certificates as the only login (no htpasswd), the catalog
+/// still lists only what the caller may pull.
+#[test]
+fn the_catalog_is_filtered_with_certificates_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::make_cert(d, "server");
+    client_cert(d, "ca", "carol");
+    let p = |n: &str| d.join(n).display().to_string();
+    let s = common::Server::start_with_config(&format!(
+        "[auth]\nanonymous_pull = [\"public/*\"]\n[[auth.rules]]\nrepos = \"team/*\"\nusers = [\"carol\"]\nactions = [\"pull\", \"push\"]\n[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+        p("cert.pem"),
+        p("key.pem"),
+        p("ca.pem")
+    ));
+    let curl = |extra: &[&str], method: &str, path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-X", method, "--cacert", &p("cert.pem")])
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{}{path}", s.port))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let carol = ["--cert", &p("carol.pem"), "--key", &p("carol.key")];
+    let digest = common::sha256(b"x");
+    for repo in ["team/app", "public/base"] {
+        let path = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
+        curl(
+            &[&carol[..], &["--data-binary", "x"]].concat(),
+            "POST",
+            &path,
+        );
+    }
+    let list = |extra: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&curl(extra, "GET", "/v2/_catalog")).unwrap()
+    };
+    assert_eq!(
+        list(&carol)["repositories"],
+        serde_json::json!(["public/base", "team/app"])
+    );
+    assert_eq!(
+        list(&[])["repositories"],
+        serde_json::json!(["public/base"])
+    );
+}

@@ -129,3 +129,66 @@ fn online_and_scheduled_scrub() {
     assert!(found, "scheduled scrub did not report the corrupt blob");
     assert_eq!(c.head(&format!("/v2/r/blobs/{d}")).status, 404);
 }
+
+/// A manifest over 64 KiB lives in its own file: a byte that rots there is
+/// caught on read, so the manifest is never served with its old digest; it
+/// is marked damaged (a scrub names it) and an ordinary re-push repairs it.
+#[test]
+fn a_rotted_large_manifest_is_never_served_and_a_push_repairs_it() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    let cfg = c.push_blob("big", b"{}");
+    let mut ann = serde_json::Map::new();
+    for i in 0..1000 {
+        ann.insert(format!("k{i}"), serde_json::json!("v".repeat(100)));
+    }
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": common::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": 2},
+        "layers": [], "annotations": ann
+    }))
+    .unwrap();
+    assert!(m.len() > 64 * 1024);
+    assert_eq!(
+        c.put_manifest("big", "t", common::OCI_MANIFEST, &m).status,
+        201
+    );
+    let d = sha256(&m);
+    let hex = &d[7..];
+    let path = s.data.join("manifests/sha256").join(&hex[..2]).join(hex);
+    let mut raw = std::fs::read(&path).unwrap();
+    assert_eq!(raw, m);
+    raw[40_000] ^= 0x20;
+    std::fs::write(&path, &raw).unwrap();
+
+    for reference in ["t", d.as_str()] {
+        for method in ["GET", "HEAD"] {
+            let r = c.req(method, &format!("/v2/big/manifests/{reference}"), &[], b"");
+            assert_eq!(r.status, 404, "{method} {reference}");
+            assert_ne!(r.body, raw, "rotted bytes served");
+        }
+    }
+    let r = c.get(&format!("/v2/big/manifests/{d}"));
+    assert_eq!(r.error_code(), "MANIFEST_UNKNOWN");
+    assert!(r.text().contains("push it again"), "{}", r.text());
+    let scrub = c.req("POST", "/_berth/scrub", &[], b"").json();
+    assert_eq!(scrub["corrupt"][0]["kind"], "manifest", "{scrub}");
+    assert_eq!(scrub["corrupt"][0]["digest"], serde_json::json!(d));
+    let metrics = c.get("/metrics").text();
+    assert!(
+        metrics.contains("berth_manifest_corrupt_reads_total 5"),
+        "{metrics}"
+    );
+
+    // the same bytes pushed again rewrite the file
+    assert_eq!(
+        c.put_manifest("big", "t", common::OCI_MANIFEST, &m).status,
+        201
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), m);
+    let r = c.get("/v2/big/manifests/t");
+    assert_eq!((r.status, r.body.len()), (200, m.len()));
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    let scrub = c.req("POST", "/_berth/scrub", &[], b"").json();
+    assert_eq!(scrub["corrupt"], serde_json::json!([]), "{scrub}");
+}

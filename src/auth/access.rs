@@ -38,13 +38,14 @@ pub enum Identity {
 }
 
 impl crate::config::Auth {
-    /// May `who` do `action` on `repo`?
+    /// May `who` do `action` on `repo`? A user may always do what an
+    /// anonymous client may: logging in never takes a right away.
     pub fn may(&self, who: &Identity, repo: &str, action: Action) -> bool {
+        let anonymous_may =
+            action == Action::Pull && self.anonymous_pull.iter().any(|g| glob_match(g, repo));
         let user = match who {
-            Identity::Anonymous => {
-                return action == Action::Pull
-                    && self.anonymous_pull.iter().any(|g| glob_match(g, repo));
-            }
+            Identity::Anonymous => return anonymous_may,
+            Identity::User(_) if anonymous_may => return true,
             Identity::User(u) => u,
         };
         let matching: Vec<&Rule> = self
@@ -108,5 +109,15 @@ mod tests {
         assert!(a.may(&Identity::Anonymous, "public/x", Action::Pull));
         assert!(!a.may(&Identity::Anonymous, "public/x", Action::Push));
         assert!(!a.may(&Identity::Anonymous, "misc", Action::Pull));
+        // a rule for others on a public repository takes nothing from a user
+        a.rules.push(Rule {
+            repos: "public/*".into(),
+            users: vec!["bob".into()],
+            groups: vec![],
+            actions: vec![Action::Pull, Action::Push],
+        });
+        assert!(a.may(&carol, "public/x", Action::Pull));
+        assert!(!a.may(&carol, "public/x", Action::Push));
+        assert!(a.may(&bob, "public/x", Action::Push));
     }
 }

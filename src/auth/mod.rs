@@ -2,6 +2,8 @@
 
 pub mod access;
 pub mod htpasswd;
+pub mod throttle;
 
 pub use access::{Action, Identity, Rule};
 pub use htpasswd::Htpasswd;
+pub use throttle::Throttle;

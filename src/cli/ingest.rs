@@ -145,7 +145,7 @@ fn ingest(
             .start_upload("bench", Algorithm::Sha256, "bench")
             .map_err(|e| e.to_string())?;
         let session = reg.session("bench", &id).map_err(|e| e.to_string())?;
-        let mut s = session.blocking_lock();
+        let mut s = session.blocking_take();
         let mut e = None;
         each_piece(pattern, *start, size, &mut |p| {
             if e.is_none() {

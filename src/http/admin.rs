@@ -12,22 +12,10 @@ use super::errors::{ApiError, ApiResult};
 use super::State;
 use crate::store::scrub::{ScrubOptions, ScrubReport};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/_berth/scrub")
-            .route(web::post().to(run_now))
-            .route(web::get().to(last)),
-    )
-    .route("/_berth/gc", web::post().to(gc_now))
-    .route("/metrics", web::get().to(metrics))
-    .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz));
-}
-
 /// `POST /_berth/gc[?dry_run=true]`: collect garbage now; answers the report.
 /// Safe while pushes continue (see `store::gc`).
-async fn gc_now(req: actix_web::HttpRequest, state: State) -> ApiResult {
-    let dry_run = super::params::Query::of(&req)
+pub async fn gc_now(req: &actix_web::HttpRequest, state: State) -> ApiResult {
+    let dry_run = super::params::Query::of(req)
         .get("dry_run")
         .is_some_and(|v| v == "true" || v == "1");
     Ok(HttpResponse::Ok().json(gc(&state, dry_run).await?))
@@ -82,7 +70,7 @@ pub fn spawn_scheduled_gc(state: State) {
 }
 
 /// Prometheus text format.
-async fn metrics(state: State) -> ApiResult {
+pub async fn metrics(state: State) -> ApiResult {
     let reg = state.clone();
     let figures = web::block(move || reg.store.figures()).await??;
     let body = state.metrics.render(&figures, state.sessions.len());
@@ -92,12 +80,12 @@ async fn metrics(state: State) -> ApiResult {
 }
 
 /// The process is alive.
-async fn healthz() -> HttpResponse {
+pub fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
 /// The store is open and accepts a durable write.
-async fn readyz(state: State) -> ApiResult {
+pub async fn readyz(state: State) -> ApiResult {
     let reg = state.clone();
     match web::block(move || reg.store.check_writable()).await? {
         Ok(()) => Ok(HttpResponse::Ok()
@@ -111,12 +99,12 @@ async fn readyz(state: State) -> ApiResult {
     }
 }
 
-async fn run_now(state: State) -> ApiResult {
+pub async fn scrub_now(state: State) -> ApiResult {
     let report = scrub(&state).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
-async fn last(state: State) -> ApiResult {
+pub fn last_scrub(state: State) -> ApiResult {
     let last = state
         .last_scrub
         .lock()

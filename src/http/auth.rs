@@ -11,6 +11,7 @@ use actix_web::{HttpMessage, ResponseError};
 use base64::Engine;
 
 use super::errors::ApiError;
+use super::logsafe;
 use super::route::{self, Route};
 use super::State;
 use crate::auth::{Action, Identity};
@@ -23,7 +24,7 @@ enum Need {
     On(Vec<(String, Action)>),
 }
 
-fn need(req: &ServiceRequest) -> Need {
+fn need(req: &ServiceRequest, admin_metrics: bool) -> Need {
     let path = req.path();
     let m = req.method();
     let read = m == Method::GET || m == Method::HEAD;
@@ -49,11 +50,9 @@ fn need(req: &ServiceRequest) -> Need {
             }
             Need::On(needs)
         }
-        Route::NotFound => match path {
-            "/healthz" | "/readyz" | "/metrics" => Need::Nothing,
-            p if p.starts_with("/_berth/") => Need::Admin,
-            _ => Need::Nothing,
-        },
+        Route::Scrub | Route::Gc => Need::Admin,
+        Route::Metrics if admin_metrics => Need::Admin,
+        Route::Health | Route::Ready | Route::Metrics | Route::NotFound => Need::Nothing,
     }
 }
 
@@ -99,6 +98,23 @@ pub async fn authorize(
             None => Identity::Anonymous,
         },
         Some((user, password)) => {
+            let ip = req.peer_addr().map(|a| a.ip());
+            let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            // refused before any password is checked: a guesser learns nothing
+            if let Some(wait) = ip.and_then(|ip| state.login_throttle.wait(ip, &user)) {
+                state.metrics.throttled_logins.inc();
+                tracing::warn!(user = %logsafe::escaped(&user), peer = %peer, "login refused: too many failures");
+                let secs = wait.as_secs() + 1;
+                return deny(
+                    req,
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "TOOMANYREQUESTS",
+                        format!("too many failed logins; retry in {secs} s"),
+                    )
+                    .with_header("Retry-After", secs.to_string()),
+                );
+            }
             let (u, p) = (user.clone(), password);
             let ok = match state.htpasswd.clone() {
                 Some(h) => actix_web::web::block(move || h.check(&u, &p))
@@ -108,17 +124,22 @@ pub async fn authorize(
             };
             if !ok {
                 state.metrics.failed_logins.inc();
-                let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                tracing::warn!(user = %user, peer = %peer, "failed login");
+                if let Some(ip) = ip {
+                    state.login_throttle.failed(ip, &user);
+                }
+                tracing::warn!(user = %logsafe::escaped(&user), peer = %peer, "failed login");
                 return deny(
                     req,
                     unauthorized(&auth.realm, "invalid username or password"),
                 );
             }
+            if let Some(ip) = ip {
+                state.login_throttle.succeeded(ip, &user);
+            }
             Identity::User(user)
         }
     };
-    let allowed = match need(&req) {
+    let allowed = match need(&req, state.config.metrics.admin_only) {
         Need::Nothing => true,
         Need::Login => who != Identity::Anonymous,
         Need::Admin => auth.is_admin(&who),

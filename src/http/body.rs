@@ -109,11 +109,92 @@ pub fn verified_stream(
     })
 }
 
+/// Why a request body could not be read.
+pub enum BodyError {
+    /// Less than [`MIN_PROGRESS`] bytes arrived in this many seconds.
+    Stalled(u64),
+    /// The body broke off or was malformed (bad chunk encoding).
+    Broken(actix_web::error::PayloadError),
+}
+
+impl BodyError {
+    /// The error response, with the OCI code of what was being sent.
+    pub fn for_code(self, code: &'static str) -> ApiError {
+        use actix_web::http::StatusCode;
+        match self {
+            BodyError::Stalled(secs) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code,
+                format!("the request body stalled: under {MIN_PROGRESS} bytes in {secs} s"),
+            ),
+            BodyError::Broken(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                format!("request body could not be read: {e}"),
+            ),
+        }
+    }
+}
+
+/// A body must bring at least this much in each idle window to count as
+/// moving: a trickle of a byte every few seconds is a stall.
+const MIN_PROGRESS: usize = 1024;
+
+/// Reads a request body, ending it when it stalls: a client that stops
+/// sending mid-body, or trickles, holds neither the connection nor what it
+/// was writing to for longer than `limits.body_idle_timeout_secs`.
+pub struct Paced<'p> {
+    payload: &'p mut Payload,
+    /// 0 = no limit.
+    idle_secs: u64,
+    /// Start of the current window, and what arrived in it.
+    since: tokio::time::Instant,
+    got: usize,
+}
+
+impl Paced<'_> {
+    pub fn new(payload: &mut Payload, idle_secs: u64) -> Paced<'_> {
+        Paced {
+            payload,
+            idle_secs,
+            since: tokio::time::Instant::now(),
+            got: 0,
+        }
+    }
+
+    /// The next piece of the body (None at its end).
+    pub async fn next(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let next = match self.idle_secs {
+            0 => self.payload.next().await,
+            s => {
+                let deadline = self.since + std::time::Duration::from_secs(s);
+                tokio::time::timeout_at(deadline, self.payload.next())
+                    .await
+                    .map_err(|_| BodyError::Stalled(s))?
+            }
+        };
+        if let Some(Ok(piece)) = &next {
+            self.got += piece.len();
+            if self.got >= MIN_PROGRESS {
+                self.since = tokio::time::Instant::now();
+                self.got = 0;
+            }
+        }
+        next.transpose().map_err(BodyError::Broken)
+    }
+}
+
 /// Read a whole (small) request body, refusing more than `limit` bytes.
-pub async fn read_limited(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Errors carry `code`.
+pub async fn read_limited(
+    mut payload: Payload,
+    limit: usize,
+    idle_secs: u64,
+    code: &'static str,
+) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(payload_error)?;
+    let mut body = Paced::new(&mut payload, idle_secs);
+    while let Some(chunk) = body.next().await.map_err(|e| e.for_code(code))? {
         if out.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
@@ -127,14 +208,6 @@ pub fn too_large(limit: usize) -> ApiError {
         actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
         "SIZE_INVALID",
         format!("body is larger than the limit of {limit} bytes"),
-    )
-}
-
-pub fn payload_error(e: actix_web::error::PayloadError) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::BAD_REQUEST,
-        "BLOB_UPLOAD_INVALID",
-        format!("request body could not be read: {e}"),
     )
 }
 

@@ -35,10 +35,10 @@ pub fn catalog(req: &HttpRequest, state: &State) -> ApiResult {
     let n = params::page_size(&q, state.config.limits.max_page)?;
     // With authentication on, only what the caller may pull is listed.
     let who = req.extensions().get::<Identity>().cloned();
-    let visible = |repo: &str| match (&state.htpasswd, &who) {
-        (None, _) => true,
-        (Some(_), Some(w)) => state.config.auth.may(w, repo, Action::Pull),
-        (Some(_), None) => false,
+    let visible = |repo: &str| match (state.auth_on(), &who) {
+        (false, _) => true,
+        (true, Some(w)) => state.config.auth.may(w, repo, Action::Pull),
+        (true, None) => false,
     };
     let mut repos = Vec::new();
     let mut last = q.get("last").map(str::to_string);

@@ -47,7 +47,6 @@ pub async fn dispatch(
 
 fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> ApiResult {
     let mut m = state
-        .store
         .manifest(repo, reference)?
         .ok_or_else(|| Error::ManifestUnknown(format!("{repo}:{reference}")))?;
     let q = Query::of(req);
@@ -78,7 +77,6 @@ fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> A
             .digest
             .clone();
         m = state
-            .store
             .manifest(repo, &Reference::Digest(child.clone()))?
             .ok_or_else(|| Error::ManifestUnknown(child.to_string()))?;
     }
@@ -130,7 +128,8 @@ async fn put(
         }
         tags.push(t.to_string());
     }
-    let bytes = body::read_limited(payload, limit).await?;
+    let idle = state.config.limits.body_idle_timeout_secs;
+    let bytes = body::read_limited(payload, limit, idle, "MANIFEST_INVALID").await?;
     let content_type = header(req, "Content-Type").unwrap_or("").to_string();
     let tagged_by_query = !tags.is_empty();
     // Parsing and hashing a small manifest takes microseconds: done here. A

@@ -5,10 +5,13 @@ pub mod admin;
 pub mod auth;
 pub mod blobs;
 pub mod body;
+pub mod descriptors;
 pub mod errors;
 pub mod lists;
+pub mod logsafe;
 pub mod manifests;
 pub mod params;
+pub mod path;
 pub mod platforms;
 pub mod range;
 pub mod referrers;
@@ -37,10 +40,10 @@ pub type State = web::Data<Registry>;
 
 /// Register Berth's routes on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // /v2 paths are parsed by `route::parse`, not by actix's router, whose
-    // `{tail:.*}` pattern ran a regex on every request.
-    cfg.configure(admin::configure)
-        .default_service(web::to(dispatch));
+    // Paths are parsed by `route::parse`, not by actix's router: its
+    // `{tail:.*}` pattern ran a regex on every request, and the access check
+    // must classify a request by the very function that routes it.
+    cfg.default_service(web::to(dispatch));
 }
 
 async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult {
@@ -69,19 +72,27 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
         Route::Upload { name, id } => {
             uploads::dispatch(req.clone(), payload, state, name, id).await
         }
+        Route::Health if get_or_head => Ok(admin::healthz()),
+        Route::Ready if get_or_head => admin::readyz(state).await,
+        // served on its own listener instead, when one is configured
+        Route::Metrics if !state.config.metrics.listen.is_empty() => Err(ApiError::not_found()),
+        Route::Metrics if get_or_head => admin::metrics(state).await,
+        Route::Scrub if m == Method::POST => admin::scrub_now(state).await,
+        Route::Scrub if get_or_head => admin::last_scrub(state),
+        Route::Gc if m == Method::POST => admin::gc_now(&req, state).await,
         Route::NotFound => Err(ApiError::not_found()),
         _ => Err(ApiError::method_not_allowed()),
     }
 }
 
-/// One log line per request: method, path, status, bytes in/out, duration.
+/// One log line per request: method, path, user, user agent, status, bytes
+/// in/out, duration (client-controlled fields escaped, see `logsafe`).
 async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.path().to_string();
     let bytes_in = req
         .headers()
         .get("Content-Length")
@@ -98,7 +109,9 @@ async fn log_request(
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
     };
-    let route = route_label(&path);
+    // the path as routed (`path::canonicalise` runs inside this)
+    let path = res.request().path().to_string();
+    let route = route::parse(&path).label();
     if let Some(state) = res.request().app_data::<State>() {
         state.metrics.observe_request(
             route,
@@ -113,9 +126,21 @@ async fn log_request(
     if read && !access && !res.status().is_server_error() {
         return Ok(res);
     }
+    let request = res.request();
+    let user = match actix_web::HttpMessage::extensions(request).get::<crate::auth::Identity>() {
+        Some(crate::auth::Identity::User(u)) => logsafe::escaped(u).into_owned(),
+        _ => String::new(),
+    };
+    let agent = request
+        .headers()
+        .get("User-Agent")
+        .map(logsafe::header)
+        .unwrap_or_default();
     tracing::info!(
         method = %method,
-        path = %path,
+        path = %logsafe::escaped(&path),
+        user = %user,
+        agent = %agent,
         status = res.status().as_u16(),
         bytes_in,
         bytes_out,
@@ -125,27 +150,43 @@ async fn log_request(
     Ok(res)
 }
 
-/// A bounded label for metrics: the kind of endpoint, never a name.
-fn route_label(path: &str) -> &'static str {
-    match route::parse(path) {
-        Route::Base => "base",
-        Route::Catalog => "catalog",
-        Route::Tags { .. } => "tags",
-        Route::Manifest { .. } => "manifests",
-        Route::Blob { .. } => "blobs",
-        Route::Upload { .. } => "uploads",
-        Route::Referrers { .. } => "referrers",
-        Route::Platforms { .. } => "platforms",
-        Route::NotFound => match path {
-            "/metrics" | "/healthz" | "/readyz" => "ops",
-            p if p.starts_with("/_berth/") => "admin",
-            _ => "other",
-        },
+/// The limits that default to "derived from the open-file limit" (after
+/// raising it), and connections capped to what the limit can carry.
+fn fit_to_descriptors(config: &mut Config, workers: usize) {
+    let Some(nofile) = descriptors::raise_open_file_limit() else {
+        return;
+    };
+    let b = descriptors::budget(nofile, workers);
+    let limits = &mut config.limits;
+    if limits.max_sessions == 0 {
+        limits.max_sessions = b.sessions;
     }
+    if limits.max_connections > b.connections_per_worker {
+        tracing::warn!(
+            configured = limits.max_connections,
+            allowed = b.connections_per_worker,
+            open_file_limit = nofile,
+            "limits.max_connections lowered to what the open-file limit carries"
+        );
+        limits.max_connections = b.connections_per_worker;
+    }
+    tracing::info!(
+        open_file_limit = nofile,
+        max_sessions = limits.max_sessions,
+        max_connections_per_worker = limits.max_connections,
+        "descriptor budget"
+    );
 }
 
 /// Open the store and serve until stopped.
-pub async fn serve(config: Config) -> std::io::Result<()> {
+pub async fn serve(mut config: Config) -> std::io::Result<()> {
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    fit_to_descriptors(&mut config, workers);
     let store = Store::open(
         &config.data_dir,
         &StoreOptions {
@@ -168,18 +209,13 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     spawn_upload_expiry(registry.clone());
     admin::spawn_scheduled(registry.clone());
     admin::spawn_scheduled_gc(registry.clone());
-    let workers = match config.workers {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
-        n => n,
-    };
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), workers, "berth serving");
     let data = registry.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(auth::authorize))
+            .wrap(actix_web::middleware::from_fn(path::canonicalise))
             .wrap(actix_web::middleware::from_fn(log_request))
             .configure(configure)
     })
@@ -210,7 +246,32 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
             "tls.cert is set but this build has no TLS (cargo feature \"tls\")",
         ));
     };
-    server.run().await
+    let main = server.run();
+    if config.metrics.listen.is_empty() {
+        return main.await;
+    }
+    let ops = HttpServer::new(move || {
+        App::new()
+            .app_data(registry.clone())
+            .default_service(web::to(ops_dispatch))
+    })
+    .workers(1)
+    .bind(&config.metrics.listen)?
+    .run();
+    tracing::info!(listen = %config.metrics.listen, "metrics listener");
+    let (a, b) = futures_util::future::join(main, ops).await;
+    a.and(b)
+}
+
+/// The metrics listener (`metrics.listen`): metrics and health only.
+async fn ops_dispatch(req: HttpRequest, state: State) -> ApiResult {
+    let get_or_head = req.method() == Method::GET || req.method() == Method::HEAD;
+    match route::parse(req.path()) {
+        Route::Health if get_or_head => Ok(admin::healthz()),
+        Route::Ready if get_or_head => admin::readyz(state).await,
+        Route::Metrics if get_or_head => admin::metrics(state).await,
+        _ => Err(ApiError::not_found()),
+    }
 }
 
 /// Remove idle upload sessions once a minute.

@@ -1,6 +1,10 @@
-//! Parsing `/v2/...` paths. Repository names contain slashes, so the path is
-//! read from its end: the last segment is the reference, the one before it
-//! says what kind of resource is meant.
+//! Parsing request paths: every endpoint Berth serves is named here, so
+//! routing, access checks and metrics labels all classify a request by the
+//! same function of the same (canonical, see `path`) path.
+//!
+//! Repository names contain slashes, so a `/v2/...` path is read from its
+//! end: the last segment is the reference, the one before it says what kind
+//! of resource is meant.
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -31,13 +35,54 @@ pub enum Route<'a> {
         name: &'a str,
         reference: &'a str,
     },
+    /// `/healthz`: the process is alive.
+    Health,
+    /// `/readyz`: the store takes a durable write.
+    Ready,
+    /// `/metrics`: Prometheus text format.
+    Metrics,
+    /// `/_berth/scrub` (admin).
+    Scrub,
+    /// `/_berth/gc` (admin).
+    Gc,
     NotFound,
 }
 
-/// Parse the path of a request (starting with `/v2`).
+impl Route<'_> {
+    /// A bounded label for metrics: the kind of endpoint, never a name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Tags { .. } => "tags",
+            Route::Manifest { .. } => "manifests",
+            Route::Blob { .. } => "blobs",
+            Route::Upload { .. } => "uploads",
+            Route::Referrers { .. } => "referrers",
+            Route::Platforms { .. } => "platforms",
+            Route::Health | Route::Ready | Route::Metrics => "ops",
+            Route::Scrub | Route::Gc => "admin",
+            Route::NotFound => "other",
+        }
+    }
+
+    /// The operator endpoints under `/_berth/`, which need an admin.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Route::Scrub | Route::Gc)
+    }
+}
+
+/// Parse the path of a request.
 pub fn parse(path: &str) -> Route<'_> {
     let Some(rest) = path.strip_prefix("/v2") else {
-        return Route::NotFound;
+        return match path {
+            "/healthz" => Route::Health,
+            "/readyz" => Route::Ready,
+            "/metrics" => Route::Metrics,
+            "/_berth/scrub" => Route::Scrub,
+            "/_berth/gc" => Route::Gc,
+            _ => Route::NotFound,
+        };
     };
     let rest = match rest {
         "" | "/" => return Route::Base,
@@ -135,6 +180,11 @@ mod tests {
                 reference: "v1"
             }
         );
+        assert_eq!(parse("/_berth/gc"), Route::Gc);
+        assert_eq!(parse("/_berth/scrub"), Route::Scrub);
+        assert_eq!(parse("/metrics"), Route::Metrics);
+        assert_eq!(parse("/_berth/gc/"), Route::NotFound);
+        assert_eq!(parse("/%5Fberth/gc"), Route::NotFound);
         assert_eq!(parse("/v2/a"), Route::NotFound);
         assert_eq!(parse("/v2x/a/manifests/b"), Route::NotFound);
         assert_eq!(parse("/v2/manifests/x"), Route::NotFound);

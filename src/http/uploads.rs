@@ -5,16 +5,14 @@
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::{self, Payload};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use super::errors::{ApiError, ApiResult};
 use super::params::{self, header, Query};
 use super::range::parse_content_range;
 use super::{body, State};
 use crate::oci::{Algorithm, Digest};
-use crate::registry::uploads::Session;
+use crate::registry::uploads::{Session, Use};
 use crate::registry::Error;
-use tokio::sync::OwnedMutexGuard;
 
 pub async fn dispatch(
     req: HttpRequest,
@@ -93,17 +91,15 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
         .unwrap_or(Algorithm::Sha256);
     let (reg, r, who) = (state.clone(), repo.clone(), owner(req));
     let id = web::block(move || reg.start_upload(&r, alg, &who)).await??;
-    let session = state.session(&repo, &id)?;
-    let mut s = session.lock_owned().await;
     match digest {
-        // Monolithic upload in one POST.
+        // Monolithic upload in one POST: nobody else knows the session, so
+        // if the body does not arrive whole it goes at once.
         Some(d) => {
-            if let Err(e) = receive(&mut s, payload, state).await {
-                let reg = state.clone();
-                let _ = web::block(move || reg.cancel_upload(&mut s)).await;
-                return Err(e);
-            }
+            let mut abandon = Abandon::new(state, &id);
+            let mut s = state.session(&repo, &id)?.take().await;
+            receive(&mut s, payload, state).await?;
             finish(state, s, d.clone()).await?;
+            abandon.disarm();
             Ok(created(&repo, &d))
         }
         None => {
@@ -118,6 +114,41 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
                 ));
             }
             Ok(r.finish())
+        }
+    }
+}
+
+/// Removes a session when dropped armed: the session served one monolithic
+/// request (the whole body in one POST or PUT) that did not complete
+/// (error, or the client went away and actix dropped the request), so no
+/// client can resume it, and its partial file need not wait for expiry.
+struct Abandon {
+    state: State,
+    id: Option<String>,
+}
+
+impl Abandon {
+    fn new(state: &State, id: &str) -> Abandon {
+        Abandon {
+            state: state.clone(),
+            id: Some(id.to_string()),
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let reg = self.state.clone();
+            actix_web::rt::task::spawn_blocking(move || {
+                if let Err(e) = reg.abandon_upload(&id) {
+                    tracing::warn!(error = %e, "could not remove an abandoned upload session");
+                }
+            });
         }
     }
 }
@@ -181,16 +212,26 @@ async fn put(
     })?)?;
     let mut s = open_session(state, &repo, id).await?;
     check_chunk(req, &s)?;
+    // POST then a PUT with the whole body: as monolithic as one POST
+    let mut abandon = (s.offset == 0).then(|| Abandon::new(state, id));
     receive(&mut s, payload, state).await?;
     finish(state, s, digest.clone()).await?;
+    if let Some(a) = &mut abandon {
+        a.disarm();
+    }
     Ok(created(&repo, &digest))
 }
 
+/// Progress of a session; answered at once even while a request is
+/// sending it a body.
 async fn status(state: &State, repo: &str, id: &str) -> ApiResult {
-    let s = open_session(state, repo, id).await?;
+    let slot = state.session(repo, id)?;
+    if slot.shared.is_closed() {
+        return Err(Error::BlobUploadUnknown(id.to_string()).into());
+    }
     Ok(HttpResponse::NoContent()
         .insert_header(("Location", location(repo, id)))
-        .insert_header(("Range", range_header(s.offset)))
+        .insert_header(("Range", range_header(slot.shared.offset())))
         .insert_header(("Docker-Upload-UUID", id.to_string()))
         .finish())
 }
@@ -202,40 +243,49 @@ async fn cancel(state: &State, repo: &str, id: &str) -> ApiResult {
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The session `id` of `repo`, locked for this request (waits while another
-/// request uses it); unknown once finished or cancelled.
-async fn open_session(
-    state: &State,
-    repo: &str,
-    id: &str,
-) -> Result<OwnedMutexGuard<Session>, ApiError> {
-    let s = state.session(repo, id)?.lock_owned().await;
+/// The session `id` of `repo`, held by this request (a request still
+/// holding it is made to give it up); unknown once finished or cancelled.
+async fn open_session(state: &State, repo: &str, id: &str) -> Result<Use, ApiError> {
+    let s = state.session(repo, id)?.take().await;
     if s.is_closed() {
         return Err(Error::BlobUploadUnknown(id.to_string()).into());
     }
     Ok(s)
 }
 
-/// Append the request body to the session, hashing as it arrives.
-async fn receive(s: &mut Session, mut payload: Payload, state: &State) -> Result<(), ApiError> {
+/// Append the request body to the session, hashing as it arrives. A body
+/// that stalls (see `body::Paced`) ends the request with 408; what arrived
+/// before stays in the session, and its status reports it.
+async fn receive(s: &mut Use, mut payload: Payload, state: &State) -> Result<(), ApiError> {
     let max = state.config.limits.max_blob_bytes;
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(body::payload_error)?;
+    let shared = s.shared().clone();
+    let mut body = body::Paced::new(&mut payload, state.config.limits.body_idle_timeout_secs);
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = shared.wanted() => {
+                return Err(ApiError::from(Error::BlobUploadInvalid(
+                    "another request took over this upload session".into(),
+                )));
+            }
+            next = body.next() => next,
+        };
+        let Some(chunk) = next.map_err(|e| e.for_code("BLOB_UPLOAD_INVALID"))? else {
+            return Ok(());
+        };
+        if s.is_closed() {
+            return Err(Error::BlobUploadUnknown(s.id.clone()).into());
+        }
         if max > 0 && s.offset + chunk.len() as u64 > max {
             return Err(Error::TooLarge(format!("blobs are limited to {max} bytes")).into());
         }
         s.append(&chunk)?;
     }
-    Ok(())
 }
 
 /// Verify and commit off the async workers (hashing a rebuilt session,
 /// fsync, rename, database commit).
-async fn finish(
-    state: &State,
-    mut s: OwnedMutexGuard<Session>,
-    digest: Digest,
-) -> Result<(), ApiError> {
+async fn finish(state: &State, mut s: Use, digest: Digest) -> Result<(), ApiError> {
     let reg = state.clone();
     web::block(move || reg.finish_upload(&mut s, &digest)).await??;
     Ok(())

@@ -5,7 +5,10 @@ use super::merge::{self, MergeMode};
 use super::{Error, Registry, Result};
 use crate::oci::manifest::{self, ManifestError};
 use crate::oci::{Algorithm, Digest, Platform, Reference, Summary};
-use crate::store::{ManifestPush, PushedManifest, PutError, TagCurrent, TagDigests, TagTarget};
+use crate::store::{
+    ManifestData, ManifestPush, PushedManifest, PutError, StoreError, TagCurrent, TagDigests,
+    TagTarget,
+};
 use crate::verify;
 
 /// Config blobs larger than this are not read for a platform.
@@ -34,9 +37,12 @@ impl Prepared {
     pub fn stored(self, r: std::result::Result<TagDigests, PutError>) -> Result<Pushed> {
         let tag_digests = r.map_err(|e| match e {
             PutError::BlobUnknown(d) => Error::ManifestBlobUnknown(d.to_string()),
+            // Distribution's answer too: a missing child is an unknown
+            // reference of the pushed manifest, a 400
             PutError::ManifestUnknown(d) => {
-                Error::ManifestUnknown(format!("child {d} of the index"))
+                Error::ManifestBlobUnknown(format!("child manifest {d} of the index"))
             }
+            e @ PutError::SizeMismatch { .. } => Error::ManifestInvalid(e.to_string()),
             PutError::Store(s) => Error::Store(s),
         })?;
         Ok(Pushed {
@@ -174,6 +180,31 @@ impl Registry {
             let bytes = std::fs::read(&info.path).ok()?;
             Some(Platform::from_config(&bytes))
         })
+    }
+
+    /// A manifest of `repo` with its bytes. One kept in a file whose bytes
+    /// no longer hash to its digest is never served: it is marked damaged
+    /// and reported unknown, so that a client pushes it again (which
+    /// repairs it).
+    pub fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<ManifestData>> {
+        match self.store.manifest(repo, reference) {
+            Err(StoreError::ManifestDamaged(digest, why)) => {
+                self.metrics.manifest_corrupt_reads.inc();
+                tracing::error!(%digest, reason = %why, "corrupt manifest caught on read; not served, marked damaged");
+                let store = self.store.clone();
+                let d = digest.clone();
+                // a write transaction: off the caller's (async) thread
+                std::thread::spawn(move || {
+                    if let Err(e) = store.mark_manifest_damaged(&d, &format!("on read: {why}")) {
+                        tracing::error!(error = %e, "could not mark manifest damaged");
+                    }
+                });
+                Err(Error::ManifestUnknown(format!(
+                    "{digest} failed verification on this registry; push it again to repair it"
+                )))
+            }
+            r => Ok(r?),
+        }
     }
 
     /// Delete a manifest from `repo`; indexes that tags point to lose its

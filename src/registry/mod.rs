@@ -28,6 +28,8 @@ pub struct Registry {
     pub metrics: crate::metrics::Metrics,
     /// Set when authentication is on.
     pub htpasswd: Option<Arc<crate::auth::Htpasswd>>,
+    /// Failed logins by address and user (password guessing).
+    pub login_throttle: crate::auth::Throttle,
     /// Platforms of config blobs already read.
     pub config_platforms: config_platforms::ConfigPlatforms,
 }
@@ -42,6 +44,7 @@ impl Registry {
             last_scrub: Default::default(),
             metrics: Default::default(),
             htpasswd: None,
+            login_throttle: Default::default(),
             config_platforms: Default::default(),
         }
     }

@@ -1,13 +1,23 @@
-//! Live upload sessions: the open partial file, its offset, and the hash
-//! state so far, so each byte is hashed once, as it arrives. After a restart a
-//! session is rebuilt from its record and file (the hash is then recomputed
-//! from the file once).
+//! Live upload sessions: the offset, and the hash state so far, so each
+//! byte is hashed once, as it arrives. After a restart a session is rebuilt
+//! from its record and file (the hash is then recomputed from the file once).
+//!
+//! An idle session holds no file descriptor: its partial file is opened by
+//! the request that uses it and closed when that request ends (`Use`), so
+//! the number of sessions is bounded by `limits.max_sessions`, not by the
+//! descriptor limit. What other requests may learn of a session while one
+//! uses it (its offset, whether it is closed) lives beside the lock, in
+//! [`Shared`], so a status request never waits for a stalled upload.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::{Error, Registry, Result};
 use crate::oci::{Algorithm, Digest};
@@ -17,7 +27,9 @@ use crate::verify::Hasher;
 pub struct Session {
     pub id: String,
     pub repo: String,
-    file: File,
+    path: PathBuf,
+    /// Open while a request uses the session (see [`Use`]).
+    file: Option<File>,
     pub offset: u64,
     /// Hash of bytes `0..offset`; None until rebuilt after a restart.
     hasher: Option<Hasher>,
@@ -26,8 +38,43 @@ pub struct Session {
     pub last_active: Instant,
     /// Bytes before this offset have been handed to the disk.
     written_back: u64,
-    /// Set once the session is finished or cancelled.
-    closed: bool,
+    shared: Arc<Shared>,
+}
+
+/// The part of a session other requests read without its lock.
+#[derive(Default)]
+pub struct Shared {
+    /// Bytes received and hashed (the `Range` a status request reports).
+    offset: AtomicU64,
+    /// Finished, cancelled or expired.
+    closed: AtomicBool,
+    /// Another request wants the session: the one using it stops.
+    wanted: AtomicBool,
+    wake: Notify,
+}
+
+impl Shared {
+    pub fn offset(&self) -> u64 {
+        self.offset.load(Ordering::SeqCst)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once another request asks for the session (see
+    /// [`Slot::take`]); the request using it should then give it up.
+    pub async fn wanted(&self) {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.wanted.load(Ordering::SeqCst) {
+                return;
+            }
+            woken.await;
+        }
+    }
 }
 
 /// Hand received bytes to the disk every this many, while more arrive:
@@ -35,18 +82,30 @@ pub struct Session {
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl Session {
+    fn file(&mut self) -> std::io::Result<&mut File> {
+        if self.file.is_none() {
+            let f = OpenOptions::new()
+                .append(true)
+                .read(true)
+                .open(&self.path)?;
+            self.file = Some(f);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
+
     /// Append bytes at the current offset. A write that fails part-way
     /// (disk full) is cut back to the offset before it, so the file always
     /// holds exactly the bytes hashed and reported to the client; if even
     /// that fails, the session is closed rather than left torn.
     pub fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
-        if let Err(e) = self.file.write_all(data) {
-            let rolled_back = self
-                .file
-                .set_len(self.offset)
-                .and_then(|()| self.file.seek(SeekFrom::Start(self.offset)));
+        let offset = self.offset;
+        let file = self.file()?;
+        if let Err(e) = file.write_all(data) {
+            let rolled_back = file
+                .set_len(offset)
+                .and_then(|()| file.seek(SeekFrom::Start(offset)));
             if rolled_back.is_err() {
-                self.closed = true;
+                self.shared.closed.store(true, Ordering::SeqCst);
             }
             return Err(e);
         }
@@ -57,20 +116,28 @@ impl Session {
             b.update(data);
         }
         self.offset += data.len() as u64;
+        self.shared.offset.store(self.offset, Ordering::SeqCst);
         self.last_active = Instant::now();
         if self.offset - self.written_back >= WRITEBACK_EVERY {
-            crate::store::files::start_writeback(
-                &self.file,
-                self.written_back,
-                self.offset - self.written_back,
-            );
+            if let Some(f) = &self.file {
+                crate::store::files::start_writeback(
+                    f,
+                    self.written_back,
+                    self.offset - self.written_back,
+                );
+            }
             self.written_back = self.offset;
         }
         Ok(())
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.shared.is_closed()
+    }
+
+    /// What requests waiting for this session can see.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Digest (with `alg`) and block hashes of everything received. Bytes
@@ -82,10 +149,11 @@ impl Session {
                 Ok((h.clone().finish(), b.clone().finish()))
             }
             _ => {
-                self.file.seek(SeekFrom::Start(0))?;
+                let file = self.file()?;
+                file.seek(SeekFrom::Start(0))?;
                 let mut h = Hasher::new(alg);
                 let mut b = BlockHasher::default();
-                crate::verify::read_pieces(&mut self.file, &mut |piece| {
+                crate::verify::read_pieces(&mut *file, &mut |piece| {
                     h.update(piece);
                     b.update(piece);
                 })?;
@@ -95,79 +163,185 @@ impl Session {
     }
 }
 
-pub type SessionRef = Arc<tokio::sync::Mutex<Session>>;
+/// A session as the registry keeps it: its shared part and its lock.
+pub struct Slot {
+    pub shared: Arc<Shared>,
+    session: Arc<tokio::sync::Mutex<Session>>,
+}
 
-/// A live session: its repository, who opened it, and its state.
-type Live = (String, String, SessionRef);
+/// A request's hold on a session. The partial file is open only while it
+/// lasts: dropping it closes the file, so idle sessions cost no descriptor.
+pub struct Use(OwnedMutexGuard<Session>);
+
+impl std::ops::Deref for Use {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Use {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.0
+    }
+}
+
+impl Drop for Use {
+    fn drop(&mut self) {
+        self.0.file = None;
+    }
+}
+
+impl Slot {
+    /// The session for this request. A request still using it (a stalled
+    /// body, say) is asked to stop, and this one takes over once it has:
+    /// no request waits behind another that may never finish.
+    pub async fn take(&self) -> Use {
+        if let Ok(g) = self.session.clone().try_lock_owned() {
+            return Use(g);
+        }
+        self.shared.wanted.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_waiters();
+        let g = self.session.clone().lock_owned().await;
+        self.shared.wanted.store(false, Ordering::SeqCst);
+        Use(g)
+    }
+
+    /// The session from a thread that may block (no take-over).
+    pub fn blocking_take(&self) -> Use {
+        Use(self.session.clone().blocking_lock_owned())
+    }
+}
+
+/// A live session's entry: its repository, who opened it, and its slot.
+struct Live {
+    repo: String,
+    owner: String,
+    slot: Arc<Slot>,
+}
+
+#[derive(Default)]
+struct Book {
+    /// id -> session loaded in memory
+    live: HashMap<String, Live>,
+    /// owner -> sessions they opened (since this process started)
+    owned: HashMap<String, usize>,
+    /// Sessions recorded in the store (loaded or not); None until counted.
+    recorded: Option<usize>,
+}
 
 #[derive(Default)]
 pub struct Sessions {
-    /// id -> (repository, owner, session)
-    live: Mutex<HashMap<String, Live>>,
+    book: Mutex<Book>,
 }
 
 impl Sessions {
     /// Sessions open in memory.
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.book().live.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forget `id`; true if it was counted as recorded.
+    fn forget(&self, id: &str) {
+        let mut b = self.book();
+        if let Some(l) = b.live.remove(id) {
+            l.slot.shared.closed.store(true, Ordering::SeqCst);
+            if let Some(n) = b.owned.get_mut(&l.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    b.owned.remove(&l.owner);
+                }
+            }
+        }
     }
 }
 
 impl Registry {
     /// Open a session in `repo` for `owner` (a user, or `anonymous@<ip>`),
     /// hashing with `alg` as bytes arrive. An owner holds at most
-    /// `limits.max_sessions_per_user` open sessions.
+    /// `limits.max_sessions_per_user` open sessions, and the registry at
+    /// most `limits.max_sessions`.
     pub fn start_upload(&self, repo: &str, alg: Algorithm, owner: &str) -> Result<String> {
-        let cap = self.config.limits.max_sessions_per_user;
-        if cap > 0 {
-            let open = self
-                .sessions
-                .map()
-                .values()
-                .filter(|v| v.1 == owner)
-                .count();
-            if open >= cap {
-                return Err(Error::TooManyRequests(format!(
-                    "{owner} has {open} upload sessions open (the limit is {cap}); finish or cancel some"
-                )));
+        self.reserve_session(owner)?;
+        let created = self.store.create_upload(repo);
+        let mut book = self.sessions.book();
+        let id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                release(&mut book, owner);
+                return Err(e.into());
             }
-        }
-        let id = self.store.create_upload(repo)?;
-        let file = self.store.open_upload_file(&id)?;
+        };
+        let shared = Arc::new(Shared::default());
         let s = Session {
             id: id.clone(),
             repo: repo.to_string(),
-            file,
+            path: self.store.files().upload_path(&id),
+            file: None,
             offset: 0,
             hasher: Some(Hasher::new(alg)),
             blocks: Some(BlockHasher::default()),
             last_active: Instant::now(),
             written_back: 0,
-            closed: false,
+            shared: shared.clone(),
         };
-        let entry = (
-            repo.to_string(),
-            owner.to_string(),
-            Arc::new(tokio::sync::Mutex::new(s)),
+        let slot = Arc::new(Slot {
+            shared,
+            session: Arc::new(tokio::sync::Mutex::new(s)),
+        });
+        book.live.insert(
+            id.clone(),
+            Live {
+                repo: repo.to_string(),
+                owner: owner.to_string(),
+                slot,
+            },
         );
-        self.sessions.map().insert(id.clone(), entry);
         Ok(id)
     }
 
+    /// Count a new session for `owner`, or refuse it at a limit.
+    fn reserve_session(&self, owner: &str) -> Result<()> {
+        let limits = &self.config.limits;
+        if self.sessions.book().recorded.is_none() {
+            let n = self.store.uploads()?.len();
+            let mut b = self.sessions.book();
+            b.recorded.get_or_insert(n);
+        }
+        let mut b = self.sessions.book();
+        let recorded = b.recorded.unwrap_or(0);
+        if limits.max_sessions > 0 && recorded >= limits.max_sessions {
+            return Err(Error::TooManyRequests(format!(
+                "the registry has {recorded} upload sessions open (the limit is {}); retry later",
+                limits.max_sessions
+            )));
+        }
+        let open = b.owned.get(owner).copied().unwrap_or(0);
+        let cap = limits.max_sessions_per_user;
+        if cap > 0 && open >= cap {
+            return Err(Error::TooManyRequests(format!(
+                "{owner} has {open} upload sessions open (the limit is {cap}); finish or cancel some"
+            )));
+        }
+        b.recorded = Some(recorded + 1);
+        *b.owned.entry(owner.to_string()).or_default() += 1;
+        Ok(())
+    }
+
     /// The session `id` of `repo`, loaded from the store after a restart.
-    pub fn session(&self, repo: &str, id: &str) -> Result<SessionRef> {
+    pub fn session(&self, repo: &str, id: &str) -> Result<Arc<Slot>> {
         let unknown = || Error::BlobUploadUnknown(format!("no upload session {id} in {repo}"));
-        if let Some((r, _, s)) = self.sessions.map().get(id) {
-            return if r == repo {
-                Ok(s.clone())
+        if let Some(l) = self.sessions.book().live.get(id) {
+            return if l.repo == repo {
+                Ok(l.slot.clone())
             } else {
                 Err(unknown())
             };
@@ -179,29 +353,33 @@ impl Registry {
         if rec.repo != repo {
             return Err(unknown());
         }
-        let file = self.store.open_upload_file(id)?;
-        let offset = file.metadata()?.len();
+        let path = self.store.files().upload_path(id);
+        let offset = std::fs::metadata(&path)?.len();
+        let shared = Arc::new(Shared::default());
+        shared.offset.store(offset, Ordering::SeqCst);
         let s = Session {
             id: id.to_string(),
             repo: rec.repo,
-            file,
+            path,
+            file: None,
             offset,
             hasher: None,
             blocks: None,
             last_active: Instant::now(),
             written_back: 0,
-            closed: false,
+            shared: shared.clone(),
         };
-        let mut map = self.sessions.map();
+        let mut book = self.sessions.book();
         // a session rebuilt after a restart counts for no one
-        let (_, _, s) = map.entry(id.to_string()).or_insert_with(|| {
-            (
-                repo.to_string(),
-                String::new(),
-                Arc::new(tokio::sync::Mutex::new(s)),
-            )
+        let live = book.live.entry(id.to_string()).or_insert_with(|| Live {
+            repo: repo.to_string(),
+            owner: String::new(),
+            slot: Arc::new(Slot {
+                shared,
+                session: Arc::new(tokio::sync::Mutex::new(s)),
+            }),
         });
-        Ok(s.clone())
+        Ok(live.slot.clone())
     }
 
     /// Check the received bytes against `expected` and, if they match, make
@@ -216,10 +394,10 @@ impl Registry {
                 "uploaded content has digest {got}, expected {expected}"
             )));
         }
-        s.file.sync_all()?;
-        let path = self.store.files().upload_path(&s.id);
+        s.file()?.sync_all()?;
+        s.file = None;
         self.store
-            .commit_blob(&s.repo, &path, expected, s.offset, &blocks)?;
+            .commit_blob(&s.repo, &s.path, expected, s.offset, &blocks)?;
         self.close_session(s)
     }
 
@@ -229,9 +407,20 @@ impl Registry {
     }
 
     fn close_session(&self, s: &mut Session) -> Result<()> {
-        s.closed = true;
-        self.sessions.map().remove(&s.id);
-        self.store.remove_upload(&s.id)?;
+        s.file = None;
+        self.abandon_upload(&s.id)
+    }
+
+    /// Remove session `id` and its partial file, whoever holds it: a
+    /// request holding it finds it closed.
+    pub fn abandon_upload(&self, id: &str) -> Result<()> {
+        self.sessions.forget(id);
+        if self.store.remove_upload(id)? {
+            let mut b = self.sessions.book();
+            if let Some(n) = b.recorded.as_mut() {
+                *n = n.saturating_sub(1);
+            }
+        }
         Ok(())
     }
 
@@ -239,7 +428,12 @@ impl Registry {
     pub fn expire_uploads(&self, idle: Duration) -> Result<usize> {
         let mut expired = 0;
         for (id, rec) in self.store.uploads()? {
-            let live = self.sessions.map().get(&id).map(|(_, _, s)| s.clone());
+            let live = self
+                .sessions
+                .book()
+                .live
+                .get(&id)
+                .map(|l| l.slot.session.clone());
             let idle_for = match &live {
                 Some(s) => match s.try_lock() {
                     Ok(g) => g.last_active.elapsed(),
@@ -254,16 +448,23 @@ impl Registry {
                     )),
             };
             if idle_for >= idle {
-                if let Some(s) = live {
-                    if let Ok(mut g) = s.try_lock() {
-                        g.closed = true;
-                    }
-                }
-                self.sessions.map().remove(&id);
-                self.store.remove_upload(&id)?;
+                self.abandon_upload(&id)?;
                 expired += 1;
             }
         }
         Ok(expired)
+    }
+}
+
+/// Undo [`Registry::reserve_session`] for a session never created.
+fn release(b: &mut Book, owner: &str) {
+    if let Some(n) = b.recorded.as_mut() {
+        *n = n.saturating_sub(1);
+    }
+    if let Some(n) = b.owned.get_mut(owner) {
+        *n -= 1;
+        if *n == 0 {
+            b.owned.remove(owner);
+        }
     }
 }

@@ -208,12 +208,18 @@ impl Store {
 
     /// Record that a blob was found corrupt; a re-push of it repairs it.
     pub fn mark_damaged(&self, digest: &Digest, why: &str) -> Result<(), StoreError> {
+        self.mark(Table::Damaged, digest, why)
+    }
+
+    /// Record that a manifest kept in a file was found corrupt; a push of
+    /// its bytes repairs it (until then verify on read refuses it anyway).
+    pub fn mark_manifest_damaged(&self, digest: &Digest, why: &str) -> Result<(), StoreError> {
+        self.mark(Table::DamagedManifests, digest, why)
+    }
+
+    fn mark(&self, table: Table, digest: &Digest, why: &str) -> Result<(), StoreError> {
         let mut tx = self.kv.write()?;
-        tx.insert(
-            Table::Damaged,
-            digest.to_string().as_bytes(),
-            why.as_bytes(),
-        )?;
+        tx.insert(table, digest.to_string().as_bytes(), why.as_bytes())?;
         tx.commit()
     }
 
@@ -225,10 +231,16 @@ impl Store {
 
     /// Blobs marked damaged, with the reason.
     pub fn damaged(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self
-            .kv
-            .read()?
-            .scan(Table::Damaged, b"", None, usize::MAX)?;
+        self.marks(Table::Damaged)
+    }
+
+    /// Manifests marked damaged, with the reason.
+    pub fn damaged_manifests(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.marks(Table::DamagedManifests)
+    }
+
+    fn marks(&self, table: Table) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.kv.read()?.scan(table, b"", None, usize::MAX)?;
         Ok(rows
             .into_iter()
             .map(|(k, v)| {

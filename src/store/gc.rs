@@ -116,6 +116,7 @@ impl Store {
             }
             if !dry_run {
                 tx.remove(Table::Manifests, d.as_bytes())?;
+                tx.remove(Table::DamagedManifests, d.as_bytes())?;
                 // referrer entries of a removed manifest went with its links
             }
         }

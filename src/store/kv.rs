@@ -62,6 +62,11 @@ pub enum Table {
     BlobBlocks,
     /// digest -> why : blobs found corrupt, to be repaired by a re-push.
     Damaged,
+    /// digest -> why : manifests kept in files found corrupt (verify on
+    /// read, scrub), until a re-push rewrites the file. Added in schema 3
+    /// without a version change: a build that lacks it ignores the table,
+    /// and refuses a redo log that names it (after a crash) as corrupt.
+    DamagedManifests,
     /// Schema 1 only (digest -> manifest bytes): emptied and dropped by the
     /// migration to schema 2, which folded it into `Manifests`.
     ManifestBytesV1,
@@ -71,7 +76,7 @@ pub enum Table {
 
 impl Table {
     /// The tables of the current schema, created when the file is.
-    const ALL: [Table; 11] = [
+    const ALL: [Table; 12] = [
         Table::Meta,
         Table::Blobs,
         Table::Manifests,
@@ -83,6 +88,7 @@ impl Table {
         Table::Repos,
         Table::BlobBlocks,
         Table::Damaged,
+        Table::DamagedManifests,
     ];
 
     /// The table's number in redo log records: fixed, never reused.
@@ -101,6 +107,7 @@ impl Table {
             Table::Damaged => 10,
             Table::ManifestBytesV1 => 11,
             Table::TagTimesV1 => 12,
+            Table::DamagedManifests => 13,
         }
     }
 
@@ -125,6 +132,7 @@ impl Table {
             Table::Repos => "repos",
             Table::BlobBlocks => "blob_blocks",
             Table::Damaged => "damaged",
+            Table::DamagedManifests => "damaged_manifests",
             Table::TagTimesV1 => "tag_times",
         })
     }

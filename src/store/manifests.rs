@@ -25,6 +25,14 @@ pub enum PutError {
     BlobUnknown(Digest),
     #[error("manifest {0} is not in the repository")]
     ManifestUnknown(Digest),
+    /// A descriptor's size disagrees with what the store holds under its
+    /// digest (a client bug, or an attempt to mislead pullers).
+    #[error("descriptor of {digest} says {declared} bytes, the registry holds {stored}")]
+    SizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -286,17 +294,31 @@ fn put_in(
         policy,
     } = push;
     // Refuse before writing: the batch commits the others' changes.
+    let mismatch = |d: &Descriptor, stored: u64| PutError::SizeMismatch {
+        digest: d.digest.clone(),
+        declared: d.size,
+        stored,
+    };
     for b in summary.required_blobs() {
-        if !tx.contains(Table::RepoBlobs, &kv::key(&[&repo, &b.digest.to_string()]))? {
+        let d = b.digest.to_string();
+        if !tx.contains(Table::RepoBlobs, &kv::key(&[&repo, &d]))? {
             return Ok(Err(PutError::BlobUnknown(b.digest.clone())));
+        }
+        match super::blobs::blob_record(tx, &d)? {
+            Some(r) if r.size != b.size => return Ok(Err(mismatch(b, r.size))),
+            _ => {}
         }
     }
     for c in &summary.children {
-        if !tx.contains(
-            Table::RepoManifests,
-            &kv::key(&[&repo, &c.digest.to_string()]),
-        )? {
+        let d = c.digest.to_string();
+        if !tx.contains(Table::RepoManifests, &kv::key(&[&repo, &d]))? {
             return Ok(Err(PutError::ManifestUnknown(c.digest.clone())));
+        }
+        if let Some(v) = tx.get(Table::Manifests, d.as_bytes())? {
+            match records::manifest_size_in_file(&d, &v)? {
+                (size, _) if size != c.size => return Ok(Err(mismatch(c, size))),
+                _ => {}
+            }
         }
     }
     store_in(tx, files, &repo, &digest, &bytes, &summary, false)?;
@@ -330,14 +352,22 @@ fn store_in(
     made_by_berth: bool,
 ) -> Result<(), StoreError> {
     let d = digest.to_string();
+    let in_file = bytes.len() > INLINE_MAX;
     if !tx.contains(Table::Manifests, d.as_bytes())? {
-        let in_file = bytes.len() > INLINE_MAX;
-        if in_file && !files.manifest_path(digest).exists() {
+        if in_file && read_manifest_file(files, digest, bytes.len() as u64).is_err() {
             files.write_durable(&files.manifest_path(digest), bytes)?;
         }
         let inline = (!in_file).then_some(bytes);
         let value = records::encode_manifest(summary, bytes.len() as u64, made_by_berth, inline);
         tx.insert(Table::Manifests, d.as_bytes(), &value)?;
+    } else if in_file {
+        // The same bytes again repair a file that rotted (verify on read
+        // refuses to serve it meanwhile).
+        if let Err(why) = read_manifest_file(files, digest, bytes.len() as u64) {
+            files.write_durable(&files.manifest_path(digest), bytes)?;
+            tracing::info!(digest = %d, was = %why, "damaged manifest repaired by a push");
+        }
+        tx.remove(Table::DamagedManifests, d.as_bytes())?;
     }
     let link = kv::key(&[repo, &d]);
     if !tx.contains(Table::RepoManifests, &link)? {
@@ -423,20 +453,39 @@ fn load_in(
         )));
     };
     let (rec, inline) = records::decode_manifest(&d, &value)?;
-    let bytes = if rec.in_file {
-        std::fs::read(files.manifest_path(digest))
-            .map_err(|e| StoreError::Corrupt(format!("manifest {d}: file unreadable: {e}")))?
-    } else {
-        inline.to_vec()
-    };
-    if bytes.len() as u64 != rec.size {
-        return Err(StoreError::Corrupt(format!(
-            "manifest {d}: {} bytes stored, record says {}",
-            bytes.len(),
-            rec.size
-        )));
+    if !rec.in_file {
+        // redb checksums its pages: inline bytes are as they were written
+        if inline.len() as u64 != rec.size {
+            return Err(StoreError::Corrupt(format!(
+                "manifest {d}: {} bytes stored, record says {}",
+                inline.len(),
+                rec.size
+            )));
+        }
+        return Ok((rec, inline.to_vec()));
     }
+    let bytes = read_manifest_file(files, digest, rec.size)
+        .map_err(|why| StoreError::ManifestDamaged(digest.clone(), why))?;
     Ok((rec, bytes))
+}
+
+/// The bytes of a manifest kept in a file, checked against its digest
+/// (a file on disk can rot; what a client gets must hash to the digest).
+/// Err says what is wrong.
+fn read_manifest_file(files: &Files, digest: &Digest, size: u64) -> Result<Vec<u8>, String> {
+    let bytes =
+        std::fs::read(files.manifest_path(digest)).map_err(|e| format!("file unreadable: {e}"))?;
+    if bytes.len() as u64 != size {
+        return Err(format!(
+            "file has {} bytes, record says {size}",
+            bytes.len()
+        ));
+    }
+    let got = crate::verify::digest_bytes(digest.algorithm(), &bytes);
+    if &got != digest {
+        return Err(format!("content hashes to {got}"));
+    }
+    Ok(bytes)
 }
 
 /// Point a tag (its full key) at a digest, recording when it moved.

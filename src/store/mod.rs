@@ -53,6 +53,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A manifest kept in a file no longer hashes to its digest: it is not
+    /// served, and a push of its bytes repairs it.
+    #[error("manifest {0} failed verification on this registry ({1}); push it again to repair it")]
+    ManifestDamaged(crate::oci::Digest, String),
     #[error("data directory has schema version {found}, this build understands {expected}; use a matching Berth release")]
     Schema { found: String, expected: u32 },
     #[error("data directory {0} is in use by another Berth process (stop it, or use --url to ask the running server)")]

@@ -185,7 +185,10 @@ impl Store {
                 continue;
             };
             let reason = match self.load_in(&tx, &digest) {
+                Err(StoreError::ManifestDamaged(_, why)) => Some(why),
                 Err(e) => Some(e.to_string()),
+                // a manifest kept in a file was checked as it was read
+                Ok((rec, _)) if rec.in_file => None,
                 Ok((_, bytes)) => {
                     let got = verify::digest_bytes(digest.algorithm(), &bytes);
                     (got != digest).then(|| format!("content hashes to {got}"))
@@ -229,9 +232,14 @@ impl Store {
         }
         report.dangling = dangling(&tx, &manifests, &blobs, opts.repo.as_deref())?;
         drop(tx);
-        for c in report.corrupt.iter().filter(|c| c.kind == "blob") {
-            if let Ok(d) = c.digest.parse::<Digest>() {
-                self.mark_damaged(&d, &format!("scrub: {}", c.reason))?;
+        for c in &report.corrupt {
+            let Ok(d) = c.digest.parse::<Digest>() else {
+                continue;
+            };
+            let why = format!("scrub: {}", c.reason);
+            match c.kind {
+                "blob" => self.mark_damaged(&d, &why)?,
+                _ => self.mark_manifest_damaged(&d, &why)?,
             }
         }
         report.seconds = start.elapsed().as_secs_f64();

@@ -22,6 +22,8 @@ pub struct Server {
     tls: bool,
     /// Where the server's stderr goes (inherited when None).
     log: Option<PathBuf>,
+    /// The server's open-file limit (soft and hard), if set.
+    nofile: Option<u64>,
 }
 
 fn free_port() -> u16 {
@@ -40,6 +42,15 @@ impl Server {
 
     /// A fresh server with extra `BERTH_*` environment settings.
     pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        Server::fresh(env, None)
+    }
+
+    /// A fresh server whose open-file limit is `nofile` (as `ulimit -n`).
+    pub fn start_with_nofile(nofile: u64, env: &[(&str, &str)]) -> Server {
+        Server::fresh(env, Some(nofile))
+    }
+
+    fn fresh(env: &[(&str, &str)], nofile: Option<u64>) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let mut s = Server {
             port: 0,
@@ -52,6 +63,7 @@ impl Server {
                 .collect(),
             tls: env.iter().any(|(k, _)| *k == "BERTH_TLS_CERT"),
             log: None,
+            nofile,
         };
         s.spawn();
         s
@@ -84,6 +96,7 @@ impl Server {
             extra,
             tls: toml.contains("[tls]"),
             log: log.map(Path::to_path_buf),
+            nofile: None,
         };
         s.spawn();
         s
@@ -99,6 +112,7 @@ impl Server {
             extra: Vec::new(),
             tls: false,
             log: None,
+            nofile: None,
         };
         s.spawn();
         s
@@ -120,6 +134,22 @@ impl Server {
             Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
             None => Stdio::inherit(),
         });
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit only, between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         for (k, v) in &self.extra {
             if k.starts_with("--") {
                 cmd.args([k, v]);
@@ -457,4 +487,80 @@ pub fn make_cert(dir: &Path, cn: &str) {
     // replace both files by rename, as a certificate manager would
     std::fs::rename(dir.join("key.tmp"), dir.join("key.pem")).unwrap();
     std::fs::rename(dir.join("cert.tmp"), dir.join("cert.pem")).unwrap();
+}
+
+/// One HTTP/1.1 request on a fresh connection from the loopback address
+/// `src` (any of 127.0.0.0/8), so a test can be several clients. Transport
+/// failures (refused, reset) come back as status 0.
+pub fn request_from(
+    src: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    use std::io::Write;
+    let failed = || Resp {
+        status: 0,
+        headers: HashMap::new(),
+        body: Vec::new(),
+    };
+    let sock = match socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None) {
+        Ok(s) => s,
+        Err(_) => return failed(),
+    };
+    let from: std::net::SocketAddr = format!("{src}:0").parse().unwrap();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    if sock.bind(&from.into()).is_err()
+        || sock
+            .connect_timeout(&to.into(), Duration::from_secs(5))
+            .is_err()
+    {
+        return failed();
+    }
+    let mut t: std::net::TcpStream = sock.into();
+    t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    if t.write_all(req.as_bytes())
+        .and_then(|()| t.write_all(body))
+        .is_err()
+    {
+        return failed();
+    }
+    let mut raw = Vec::new();
+    if t.read_to_end(&mut raw).is_err() && raw.is_empty() {
+        return failed();
+    }
+    parse_response(&raw).unwrap_or_else(failed)
+}
+
+/// Status, headers and body of a raw HTTP/1.1 response (body as sent, not
+/// de-chunked: tests only read small sized bodies this way).
+pub fn parse_response(raw: &[u8]) -> Option<Resp> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            headers
+                .entry(k.trim().to_lowercase())
+                .or_default()
+                .push(v.trim().to_string());
+        }
+    }
+    Some(Resp {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    })
 }

@@ -1,0 +1,91 @@
+//! One canonical path per request, before anything looks at it.
+//!
+//! Clients may percent-encode any character of a path (`/%5Fberth/gc` is
+//! `/_berth/gc`). If the access check read the raw path while routing read
+//! a decoded one, an encoded path would be routed to an endpoint that the
+//! check had classified as something else. So the path is decoded once,
+//! here, the request's URI is rewritten to the result, and routing, access
+//! checks, metrics and logs all see that one path. Names, tags and digests
+//! use only a few ASCII characters; a path that decodes to anything outside
+//! the URI's path characters (control bytes, spaces, `%`, `?`, `#`, bytes
+//! that are not UTF-8) is refused with 400 before routing.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, Uri};
+use actix_web::middleware::Next;
+use actix_web::ResponseError;
+
+use super::errors::ApiError;
+
+/// The canonical form of `raw`: percent-escapes decoded. None when the
+/// result holds a character that no path Berth serves may contain.
+pub fn canonical(raw: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    decoded.bytes().all(path_char).then(|| decoded.into_owned())
+}
+
+/// `/` and the characters RFC 3986 allows in a path segment, less `%`.
+fn path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b)
+}
+
+/// Middleware: rewrite the request's path to its canonical form, or refuse.
+pub async fn canonicalise(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.path().contains('%') {
+        let Some(path) = canonical(req.path()) else {
+            let e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                "the request path decodes to characters no name, tag or digest uses",
+            );
+            return Ok(req.into_response(e.error_response()));
+        };
+        let path_and_query = match req.query_string() {
+            "" => path,
+            q => format!("{path}?{q}"),
+        };
+        let Ok(uri) = path_and_query.parse::<Uri>() else {
+            let e = ApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", "malformed path");
+            return Ok(req.into_response(e.error_response()));
+        };
+        req.head_mut().uri = uri.clone();
+        req.match_info_mut().get_mut().update(&uri);
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_once_and_refuses_what_names_never_hold() {
+        assert_eq!(canonical("/%5Fberth/gc").as_deref(), Some("/_berth/gc"));
+        assert_eq!(
+            canonical("/_%62erth/scrub").as_deref(),
+            Some("/_berth/scrub")
+        );
+        assert_eq!(
+            canonical("/v2/a/blobs/sha256%3Aab").as_deref(),
+            Some("/v2/a/blobs/sha256:ab")
+        );
+        // decoded once: %25 is a literal '%', which no path holds
+        assert_eq!(canonical("/%255Fberth/gc"), None);
+        for bad in [
+            "/v2/%00",
+            "/v2/a%0Ab",
+            "/v2/%ff%fe",
+            "/v2/a%20b",
+            "/v2/a%3Fb",
+            "/v2/a%23",
+        ] {
+            assert_eq!(canonical(bad), None, "{bad}");
+        }
+    }
+}
