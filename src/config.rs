@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::oci::Platform;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -22,12 +24,13 @@ pub struct Config {
     pub workers: usize,
     /// Platform served to clients that cannot read an index, when nothing
     /// else chooses (`os/arch[/variant]`).
-    pub default_platform: String,
+    #[serde(with = "platform_text")]
+    pub default_platform: Platform,
     pub limits: Limits,
     pub uploads: Uploads,
     pub verify: Verify,
     pub gc: Gc,
-    pub auth: Auth,
+    pub auth: crate::auth::AuthConfig,
     pub tls: Tls,
     pub log: Log,
     pub metrics: MetricsConfig,
@@ -74,38 +77,19 @@ pub struct RepoPolicy {
     #[serde(default = "default_merge")]
     pub merge: MergeMode,
     /// Platforms preferred, in order, for clients that cannot read an index.
-    #[serde(default)]
-    pub prefer: Vec<String>,
+    #[serde(default, with = "platform_text::list")]
+    pub prefer: Vec<Platform>,
     /// Overrides the global `default_platform` for these repositories.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_platform: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "platform_text::optional"
+    )]
+    pub default_platform: Option<Platform>,
 }
 
 fn default_merge() -> MergeMode {
     MergeMode::Platform
-}
-
-/// Does `name` match the glob `pattern`?
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some(pi);
-            pi += 1;
-            mark = ni;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,38 +157,6 @@ impl Default for Verify {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Auth {
-    /// htpasswd file with bcrypt entries; empty = authentication off.
-    pub htpasswd: String,
-    /// Realm of the `WWW-Authenticate: Basic` challenge.
-    pub realm: String,
-    /// Repository globs anyone may pull without credentials.
-    pub anonymous_pull: Vec<String>,
-    /// What a valid user may do on repositories no rule matches.
-    pub default_access: Vec<crate::auth::Action>,
-    /// Users who may call the `/_berth/` admin endpoints.
-    pub admins: Vec<String>,
-    /// Group name -> user names.
-    pub groups: std::collections::BTreeMap<String, Vec<String>>,
-    pub rules: Vec<crate::auth::Rule>,
-}
-
-impl Default for Auth {
-    fn default() -> Self {
-        Auth {
-            htpasswd: String::new(),
-            realm: "Berth".into(),
-            anonymous_pull: Vec::new(),
-            default_access: vec![crate::auth::Action::Pull, crate::auth::Action::Push],
-            admins: Vec::new(),
-            groups: Default::default(),
-            rules: Vec::new(),
-        }
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
@@ -240,11 +192,18 @@ pub struct MetricsConfig {
     pub admin_only: bool,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
-    /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `berth=debug`; `RUST_LOG` wins.
     pub level: String,
     /// Log every GET and HEAD too. Writes (push, delete), server errors and
@@ -259,12 +218,12 @@ impl Default for Config {
             data_dir: PathBuf::from("berth-data"),
             cache_mb: 16,
             workers: 0,
-            default_platform: "linux/amd64".into(),
+            default_platform: Platform::parse("linux/amd64").expect("a platform"),
             limits: Limits::default(),
             uploads: Uploads::default(),
             verify: Verify::default(),
             gc: Gc::default(),
-            auth: Auth::default(),
+            auth: Default::default(),
             tls: Tls::default(),
             log: Log::default(),
             metrics: MetricsConfig::default(),
@@ -303,7 +262,7 @@ impl Default for Uploads {
 impl Default for Log {
     fn default() -> Self {
         Log {
-            format: "text".into(),
+            format: LogFormat::Text,
             level: "info".into(),
             access: false,
         }
@@ -355,23 +314,6 @@ impl Config {
                 self.metrics.listen
             )));
         }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::Invalid(
-                "log.format must be 'text' or 'json'".into(),
-            ));
-        }
-        let platforms = std::iter::once(&self.default_platform).chain(
-            self.repositories
-                .iter()
-                .flat_map(|r| r.prefer.iter().chain(r.default_platform.iter())),
-        );
-        for p in platforms {
-            if crate::oci::Platform::parse(p).is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "'{p}' is not a platform (os/arch[/variant])"
-                )));
-            }
-        }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             return Err(ConfigError::Invalid(
                 "tls.cert and tls.key go together".into(),
@@ -390,9 +332,73 @@ impl Config {
         Ok(())
     }
 
+    /// Whether callers must be identified: an htpasswd file or a client
+    /// certificate CA is configured.
+    pub fn auth_on(&self) -> bool {
+        !self.auth.htpasswd.is_empty() || !self.tls.client_ca.is_empty()
+    }
+
+    /// HTTP worker threads (`workers`, 0 = one per core).
+    pub fn http_workers(&self) -> usize {
+        crate::verify::parallelism(self.workers)
+    }
+
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+/// Platforms in the file as `os/arch[/variant]` text (their JSON form,
+/// elsewhere, is an object).
+mod platform_text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::oci::Platform;
+
+    fn parse<E: Error>(s: &str) -> Result<Platform, E> {
+        Platform::parse(s)
+            .ok_or_else(|| E::custom(format!("'{s}' is not a platform (os/arch[/variant])")))
+    }
+
+    pub fn serialize<S: Serializer>(p: &Platform, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Platform, D::Error> {
+        parse(&String::deserialize(d)?)
+    }
+
+    pub mod list {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(ps: &[Platform], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(ps.iter().map(Platform::to_string))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Platform>, D::Error> {
+            Vec::<String>::deserialize(d)?
+                .iter()
+                .map(|s| parse(s))
+                .collect()
+        }
+    }
+
+    pub mod optional {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(p: &Option<Platform>, s: S) -> Result<S::Ok, S::Error> {
+            match p {
+                Some(p) => s.serialize_str(&p.to_string()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Platform>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| parse(&s))
+                .transpose()
+        }
     }
 }
 
@@ -458,16 +464,6 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:6000");
         assert_eq!(c.limits.max_manifest_bytes, 1024);
         assert!(!c.uploads.automatic_mount);
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", "a/b"));
-        assert!(glob_match("power/*", "power/app"));
-        assert!(!glob_match("power/*", "powerx/app"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(glob_match("*/base", "x/y/base"));
-        assert!(!glob_match("*/base", "base"));
     }
 
     #[test]

@@ -74,15 +74,22 @@ pub fn htpasswd(data: &[u8]) {
 /// applying what it holds, against one scratch store per process.
 pub fn bundle(data: &[u8]) {
     use std::sync::OnceLock;
-    static REGISTRY: OnceLock<crate::registry::Registry> = OnceLock::new();
-    let registry = REGISTRY.get_or_init(|| {
+    type Scratch = (
+        std::sync::Arc<crate::store::Store>,
+        crate::registry::Registry,
+    );
+    static SCRATCH: OnceLock<Scratch> = OnceLock::new();
+    let (store, registry) = SCRATCH.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("berth-fuzz-bundle-{}", std::process::id()));
         let store = crate::store::Store::open(&dir, &crate::store::StoreOptions::default())
             .expect("a scratch store opens");
-        crate::registry::Registry::new(std::sync::Arc::new(store), crate::config::Config::default())
+        let store = std::sync::Arc::new(store);
+        let registry =
+            crate::registry::Registry::new(store.clone(), crate::config::Config::default());
+        (store, registry)
     });
     if let Ok(contents) = crate::bundle::import::read_stream(
-        &registry.store,
+        store,
         data,
         crate::bundle::import::ReadOptions {
             threads: 1,
@@ -91,8 +98,7 @@ pub fn bundle(data: &[u8]) {
         },
     ) {
         let dest = crate::bundle::apply::Local(registry);
-        let _ =
-            crate::bundle::apply::apply(&registry.store, &dest, &contents, Some("fuzz"), 1 << 22);
+        let _ = crate::bundle::apply::apply(store, &dest, &contents, Some("fuzz"), 1 << 22);
     }
 }
 

@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::store::StoreFigures;
+
 type Labels = Vec<(String, String)>;
 
 pub struct Metrics {
@@ -29,16 +31,6 @@ pub struct Metrics {
     pub failed_logins: Counter,
     pub throttled_logins: Counter,
     store: [Gauge; 6],
-}
-
-/// Store figures set at scrape time.
-pub struct StoreFigures {
-    pub repositories: u64,
-    pub manifests: u64,
-    pub blobs: u64,
-    pub blob_bytes: u64,
-    pub dedupe_saved_bytes: u64,
-    pub db_bytes: u64,
 }
 
 impl Default for Metrics {

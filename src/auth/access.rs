@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::glob_match;
+use crate::oci::glob::glob_match;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +30,40 @@ pub struct Rule {
     pub actions: Vec<Action>,
 }
 
+/// The `[auth]` section of the configuration: the credentials file and the
+/// access policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// htpasswd file with bcrypt entries; empty = authentication off.
+    pub htpasswd: String,
+    /// Realm of the `WWW-Authenticate: Basic` challenge.
+    pub realm: String,
+    /// Repository globs anyone may pull without credentials.
+    pub anonymous_pull: Vec<String>,
+    /// What a valid user may do on repositories no rule matches.
+    pub default_access: Vec<Action>,
+    /// Users who may call the `/_berth/` admin endpoints.
+    pub admins: Vec<String>,
+    /// Group name -> user names.
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    pub rules: Vec<Rule>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            htpasswd: String::new(),
+            realm: "Berth".into(),
+            anonymous_pull: Vec::new(),
+            default_access: vec![Action::Pull, Action::Push],
+            admins: Vec::new(),
+            groups: Default::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
 /// The caller of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -37,7 +71,7 @@ pub enum Identity {
     User(String),
 }
 
-impl crate::config::Auth {
+impl AuthConfig {
     /// May `who` do `action` on `repo`? A user may always do what an
     /// anonymous client may: logging in never takes a right away.
     pub fn may(&self, who: &Identity, repo: &str, action: Action) -> bool {
@@ -73,13 +107,12 @@ impl crate::config::Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Auth;
 
     #[test]
     fn rules_groups_defaults_and_anonymous() {
-        let mut a = Auth {
+        let mut a = AuthConfig {
             anonymous_pull: vec!["public/*".into()],
-            ..Auth::default()
+            ..AuthConfig::default()
         };
         a.groups.insert("team".into(), vec!["bob".into()]);
         a.rules = vec![

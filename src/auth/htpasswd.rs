@@ -16,7 +16,10 @@ use crate::verify;
 /// `htpasswd -B` writes by default).
 fn dummy() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| bcrypt::hash(crate::store::new_id(), 5).expect("bcrypt hashes"))
+    DUMMY.get_or_init(|| {
+        let secret = crate::verify::hex(&rand::random::<[u8; 16]>());
+        bcrypt::hash(secret, 5).expect("bcrypt hashes")
+    })
 }
 const CACHE_FOR: Duration = Duration::from_secs(300);
 

@@ -4,6 +4,6 @@ pub mod access;
 pub mod htpasswd;
 pub mod throttle;
 
-pub use access::{Action, Identity, Rule};
+pub use access::{Action, AuthConfig, Identity, Rule};
 pub use htpasswd::Htpasswd;
 pub use throttle::Throttle;

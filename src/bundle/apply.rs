@@ -39,11 +39,15 @@ pub struct Local<'a>(pub &'a Registry);
 
 impl Destination for Local<'_> {
     fn has_blob(&self, _repo: &str, d: &Digest) -> Result<bool> {
-        Ok(self.0.store.has_blob(d)?)
+        self.0
+            .has_blob(d)
+            .map_err(|e| BundleError::Registry(e.to_string()))
     }
 
     fn put_blob(&self, repo: &str, d: &Digest, _staging: &Store) -> Result<()> {
-        self.0.store.mount_blob(repo, d, None)?;
+        self.0
+            .link_blob(repo, d)
+            .map_err(|e| BundleError::Registry(e.to_string()))?;
         Ok(())
     }
 

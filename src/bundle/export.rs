@@ -303,7 +303,7 @@ pub fn write(
         }
         Some(level) => {
             let mut enc = zstd::stream::write::Encoder::new(counted, level)?;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            let threads = crate::verify::parallelism(0) as u32;
             // zstd's own worker threads: compression is the slowest stage
             enc.multithread(threads)?;
             let mut tar = tar::Builder::new(enc);

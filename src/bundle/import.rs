@@ -133,10 +133,7 @@ fn stage_all(
     opts: ReadOptions<'_>,
     feed: impl FnOnce(&mut Stager) -> Result<()>,
 ) -> Result<Contents> {
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = crate::verify::parallelism(opts.threads);
     std::thread::scope(|s| {
         let mut senders = Vec::new();
         let mut handles = Vec::new();

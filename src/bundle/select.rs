@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::config::glob_match;
+use crate::oci::glob::glob_match;
 use crate::oci::{Descriptor, Platform};
 
 use super::layout::ANN_PLATFORMS;

@@ -1,6 +1,7 @@
-//! `berth bench digest`: digest throughput of this machine, single-stream
-//! and parallel, in memory and read back from a store, next to a memory
-//! bandwidth reference. MB = 10^6 bytes.
+//! `berth bench`: `digest`, the digest throughput of this machine,
+//! single-stream and parallel, in memory and read back from a store, next
+//! to a memory bandwidth reference (MB = 10^6 bytes); `ingest`, see
+//! `ingest.rs`.
 
 use std::time::Instant;
 
@@ -13,6 +14,43 @@ use berth::store::scrub::ScrubOptions;
 use berth::store::{Store, StoreOptions};
 use berth::verify::{self, Hasher};
 
+use super::Error;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Digest throughput: sha256, sha512, blake3, single and parallel.
+    Digest {
+        /// Buffer size (e.g. 64M).
+        #[arg(long, default_value = "64M")]
+        size: String,
+        /// Threads for the parallel modes (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Blob intake without the network: upload session, hashing, write,
+    /// fsyncs and commit, as a push does. The ceiling for upload figures.
+    Ingest(super::ingest::Args),
+}
+
+pub fn run(a: Args) -> Result<(), Error> {
+    match a.command {
+        Command::Digest {
+            size,
+            threads,
+            json,
+        } => digest(parse_size(&size)?, threads, json),
+        Command::Ingest(a) => super::ingest::run(a),
+    }
+}
+
 #[derive(Serialize)]
 struct Row {
     algorithm: String,
@@ -22,7 +60,7 @@ struct Row {
 }
 
 /// Parse `64M`, `1G`, `512K` or a byte count.
-pub fn parse_size(s: &str) -> Result<usize, String> {
+pub fn parse_size(s: &str) -> Result<usize, Error> {
     let (num, mult) = match s.chars().last() {
         Some('K' | 'k') => (&s[..s.len() - 1], 1 << 10),
         Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
@@ -33,7 +71,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .filter(|&n| n > 0)
-        .ok_or_else(|| format!("'{s}' is not a size (e.g. 64M)"))
+        .ok_or_else(|| Error::Usage(format!("'{s}' is not a size (e.g. 64M)")))
 }
 
 /// Run `f` until at least ~0.5 s has passed; MB/s over `bytes` per run.
@@ -48,13 +86,8 @@ fn rate(bytes: usize, mut f: impl FnMut()) -> f64 {
     (bytes * runs) as f64 / 1e6 / start.elapsed().as_secs_f64()
 }
 
-pub fn run(size: usize, threads: usize, json: bool) -> Result<(), String> {
-    let threads = match threads {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        n => n,
-    };
+fn digest(size: usize, threads: usize, json: bool) -> Result<(), Error> {
+    let threads = berth::verify::parallelism(threads);
     let buf: Vec<u8> = (0..size)
         .map(|i| (i as u32).wrapping_mul(2654435761) as u8)
         .collect();
@@ -65,7 +98,7 @@ pub fn run(size: usize, threads: usize, json: bool) -> Result<(), String> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(std::io::Error::other)?;
     let bufs: Vec<Vec<u8>> = (0..threads).map(|_| buf.clone()).collect();
     for alg in Algorithm::ALL {
         let single = rate(size, || {
@@ -138,10 +171,10 @@ pub fn run(size: usize, threads: usize, json: bool) -> Result<(), String> {
 }
 
 /// Write 8 blobs of `buf` (varied) into a temporary store and scrub it.
-fn store_read_rate(buf: &[u8], threads: usize) -> Result<f64, String> {
+fn store_read_rate(buf: &[u8], threads: usize) -> Result<f64, Error> {
     let dir = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
     let result = (|| {
-        let store = Store::open(&dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+        let store = Store::open(&dir, &StoreOptions::default())?;
         for i in 0..8u32 {
             let mut b = buf.to_vec();
             b[..4].copy_from_slice(&i.to_le_bytes());
@@ -149,18 +182,14 @@ fn store_read_rate(buf: &[u8], threads: usize) -> Result<f64, String> {
             h.update(&b);
             let d = h.finish();
             let staged = store.files().upload_path(&format!("bench{i}"));
-            std::fs::write(&staged, &b).map_err(|e| e.to_string())?;
-            store
-                .commit_blob("bench", &staged, &d, b.len() as u64, &[])
-                .map_err(|e| e.to_string())?;
+            std::fs::write(&staged, &b)?;
+            store.commit_blob("bench", &staged, &d, b.len() as u64, &[])?;
         }
-        let r = store
-            .scrub(&ScrubOptions {
-                threads,
-                mapped: true,
-                ..ScrubOptions::default()
-            })
-            .map_err(|e| e.to_string())?;
+        let r = store.scrub(&ScrubOptions {
+            threads,
+            mapped: true,
+            ..ScrubOptions::default()
+        })?;
         Ok(r.gb_per_s * 1000.0)
     })();
     let _ = std::fs::remove_dir_all(&dir);

@@ -16,6 +16,8 @@ use berth::config::{Config, MergeMode, RepoPolicy};
 use berth::registry::Registry;
 use berth::store::{Store, StoreOptions};
 
+use super::Error;
+
 #[derive(clap::Args)]
 pub struct ExportArgs {
     /// Read a stopped server's data directory.
@@ -50,21 +52,18 @@ pub struct ExportArgs {
     pub patterns: Vec<String>,
 }
 
-pub fn export(a: ExportArgs) -> Result<(), String> {
-    let e = |e: BundleError| e.to_string();
+pub fn export(a: ExportArgs) -> Result<(), Error> {
     let mut opts = ExportOptions {
         patterns: a
             .patterns
             .iter()
             .map(|p| Pattern::parse(p))
-            .collect::<Result<_, _>>()
-            .map_err(e)?,
+            .collect::<Result<_, _>>()?,
         platforms: a
             .platform
             .as_deref()
             .map(parse_platforms)
-            .transpose()
-            .map_err(e)?
+            .transpose()?
             .unwrap_or_default(),
         referrers: !a.no_referrers,
         zstd: a
@@ -73,19 +72,18 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
         ..ExportOptions::default()
     };
     if let Some(h) = &a.have {
-        let bytes = std::fs::read(h).map_err(|err| format!("{}: {err}", h.display()))?;
-        opts.have = Inventory::parse(&bytes).map_err(e)?.into_set();
+        let bytes = std::fs::read(h).map_err(Error::file(h.display()))?;
+        opts.have = Inventory::parse(&bytes)?.into_set();
     }
     let store;
     let src: Box<dyn Source> = match &a.url {
         Some(u) => Box::new(Remote::new(u, a.user.as_deref())),
         None => {
-            store =
-                Store::open(&a.data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+            store = Store::open(&a.data_dir, &StoreOptions::default())?;
             Box::new(StoreSource(&store))
         }
     };
-    let plan = export::plan(src.as_ref(), &opts).map_err(e)?;
+    let plan = export::plan(src.as_ref(), &opts)?;
     let bar = bar(!a.quiet && !a.json, plan.blob_bytes());
     if let Some(b) = bar.clone() {
         opts.progress = Some(Box::new(move |n| b.set_position(n)));
@@ -97,12 +95,11 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
             &plan,
             &opts,
             BufWriter::with_capacity(1 << 20, out),
-        )
-        .map_err(e)?
+        )?
     } else {
         // written aside and renamed, so a cut-short export never looks complete
         let part = format!("{}.partial", a.output);
-        let f = File::create(&part).map_err(|err| format!("{part}: {err}"))?;
+        let f = File::create(&part).map_err(Error::file(&part))?;
         let written = export::write(
             src.as_ref(),
             &plan,
@@ -112,12 +109,12 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
         .and_then(|r| f.sync_all().map(|_| r).map_err(BundleError::from));
         match written {
             Ok(r) => {
-                std::fs::rename(&part, &a.output).map_err(|err| format!("{}: {err}", a.output))?;
+                std::fs::rename(&part, &a.output).map_err(Error::file(&a.output))?;
                 r
             }
             Err(err) => {
                 let _ = std::fs::remove_file(&part);
-                return Err(err.to_string());
+                return Err(err.into());
             }
         }
     };
@@ -182,9 +179,8 @@ pub struct ImportArgs {
     pub input: String,
 }
 
-pub fn import(a: ImportArgs) -> Result<(), String> {
-    let e = |e: BundleError| e.to_string();
-    let mut cfg = Config::load(a.config.as_deref()).map_err(|e| e.to_string())?;
+pub fn import(a: ImportArgs) -> Result<(), Error> {
+    let mut cfg = Config::load(a.config.as_deref())?;
     if a.no_merge {
         // as-is: a tag points at exactly what the bundle says
         cfg.repositories.insert(
@@ -201,19 +197,13 @@ pub fn import(a: ImportArgs) -> Result<(), String> {
     let start = Instant::now();
     let (contents, applied) = match &a.url {
         None => {
-            let store =
-                Store::open(&a.data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
-            let registry = Registry::new(Arc::new(store), cfg);
-            let contents = read(&registry.store, &a)?;
+            // blobs are staged (verified) in the store, then tags move
+            // through the registry's push path
+            let store = Arc::new(Store::open(&a.data_dir, &StoreOptions::default())?);
+            let registry = Registry::new(store.clone(), cfg);
+            let contents = read(&store, &a)?;
             let dest = apply::Local(&registry);
-            let applied = apply::apply(
-                &registry.store,
-                &dest,
-                &contents,
-                a.repo.as_deref(),
-                max_manifest,
-            )
-            .map_err(e)?;
+            let applied = apply::apply(&store, &dest, &contents, a.repo.as_deref(), max_manifest)?;
             (contents, applied)
         }
         Some(url) => {
@@ -224,11 +214,10 @@ pub fn import(a: ImportArgs) -> Result<(), String> {
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("berth-import-staging"));
             let store = Store::open(&staging, &StoreOptions::default())
-                .map_err(|err| format!("staging dir {}: {err}", staging.display()))?;
+                .map_err(|err| Error::Usage(format!("staging dir {}: {err}", staging.display())))?;
             let contents = read(&store, &a)?;
             let dest = Remote::new(url, a.user.as_deref());
-            let applied = apply::apply(&store, &dest, &contents, a.repo.as_deref(), max_manifest)
-                .map_err(e)?;
+            let applied = apply::apply(&store, &dest, &contents, a.repo.as_deref(), max_manifest)?;
             drop(store);
             let _ = std::fs::remove_dir_all(&staging);
             (contents, applied)
@@ -263,20 +252,19 @@ pub fn import(a: ImportArgs) -> Result<(), String> {
 }
 
 /// Stage a bundle file, stdin or layout directory into `store`.
-fn read(store: &Store, a: &ImportArgs) -> Result<import::Contents, String> {
-    let e = |e: BundleError| e.to_string();
+fn read(store: &Store, a: &ImportArgs) -> Result<import::Contents, Error> {
     let opts = import::ReadOptions {
         threads: a.threads,
         progress: None,
         local: a.url.is_none(),
     };
     if Path::new(&a.input).is_dir() {
-        return import::read_dir(store, Path::new(&a.input), opts).map_err(e);
+        return Ok(import::read_dir(store, Path::new(&a.input), opts)?);
     }
     let (input, total): (Box<dyn std::io::Read>, u64) = if a.input == "-" {
         (Box::new(std::io::stdin().lock()), 0)
     } else {
-        let f = File::open(&a.input).map_err(|err| format!("{}: {err}", a.input))?;
+        let f = File::open(&a.input).map_err(Error::file(&a.input))?;
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(f), len)
     };
@@ -294,24 +282,31 @@ fn read(store: &Store, a: &ImportArgs) -> Result<import::Contents, String> {
             progress: Some(&progress),
             ..opts
         },
-    )
-    .map_err(e);
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    c
+    Ok(c?)
 }
 
-pub fn inventory(data_dir: &Path, output: &str) -> Result<(), String> {
-    let store = Store::open(data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
-    let inv = Inventory::of(&store).map_err(|e| e.to_string())?;
+#[derive(clap::Args)]
+pub struct InventoryArgs {
+    #[arg(long, default_value = "berth-data")]
+    data_dir: PathBuf,
+    /// Output file (`-` for stdout).
+    #[arg(short, long, default_value = "-")]
+    output: String,
+}
+
+pub fn inventory(a: InventoryArgs) -> Result<(), Error> {
+    let output = a.output.as_str();
+    let store = Store::open(&a.data_dir, &StoreOptions::default())?;
+    let inv = Inventory::of(&store)?;
     let bytes = serde_json::to_vec(&inv).expect("inventory serialises");
     if output == "-" {
-        std::io::stdout()
-            .write_all(&bytes)
-            .map_err(|e| e.to_string())?;
+        std::io::stdout().write_all(&bytes)?;
     } else {
-        std::fs::write(output, &bytes).map_err(|e| format!("{output}: {e}"))?;
+        std::fs::write(output, &bytes).map_err(Error::file(output))?;
         eprintln!("{} blob(s) listed in {output}", inv.blobs.len());
     }
     Ok(())

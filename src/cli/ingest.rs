@@ -18,6 +18,28 @@ use berth::registry::Registry;
 use berth::store::{Store, StoreOptions};
 use berth::verify::Hasher;
 
+use super::Error;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory on the disk to measure (use the data disk); a scratch
+    /// store is made inside it and removed.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    dir: std::path::PathBuf,
+    /// Blob sizes in MiB, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,32,256")]
+    sizes: Vec<usize>,
+    /// Concurrent streams, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    streams: Vec<usize>,
+    /// At most this many blobs per size and stream count (at least one
+    /// per stream).
+    #[arg(long, default_value_t = 256)]
+    max_blobs: usize,
+    #[arg(long)]
+    json: bool,
+}
+
 /// Bytes handed to the session at a time (what the HTTP path sees from a
 /// socket).
 const PIECE: usize = 256 << 10;
@@ -35,24 +57,27 @@ struct Row {
     blobs_per_s: f64,
 }
 
-pub fn run(
-    dir: &Path,
-    sizes_mib: &[usize],
-    streams: &[usize],
-    max_blobs: usize,
-    json: bool,
-) -> Result<(), String> {
+pub fn run(a: Args) -> Result<(), Error> {
+    let Args {
+        dir,
+        sizes: sizes_mib,
+        streams,
+        max_blobs,
+        json,
+    } = a;
+    let dir = dir.as_path();
+    let usage = |m: String| Err(Error::Usage(m));
     if let Some(s) = sizes_mib.iter().find(|&&s| s == 0 || s > 4096) {
-        return Err(format!("--sizes: {s} MiB is outside 1..=4096"));
+        return usage(format!("--sizes: {s} MiB is outside 1..=4096"));
     }
     if let Some(n) = streams.iter().find(|&&n| n == 0 || n > 64) {
-        return Err(format!("--streams: {n} is outside 1..=64"));
+        return usage(format!("--streams: {n} is outside 1..=64"));
     }
     if max_blobs == 0 {
-        return Err("--max-blobs must be at least 1".into());
+        return usage("--max-blobs must be at least 1".into());
     }
     let root = dir.join(format!("berth-ingest-{}", std::process::id()));
-    let result = measure(&root, sizes_mib, streams, max_blobs);
+    let result = measure(&root, &sizes_mib, &streams, max_blobs);
     let _ = std::fs::remove_dir_all(&root);
     let (flush_ms, rows) = result?;
     if json {
@@ -85,11 +110,10 @@ fn measure(
     sizes_mib: &[usize],
     streams: &[usize],
     max_blobs: usize,
-) -> Result<(f64, Vec<Row>), String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    let store = Store::open(root, &StoreOptions::default()).map_err(|e| err(&e))?;
+) -> Result<(f64, Vec<Row>), Error> {
+    let store = Store::open(root, &StoreOptions::default())?;
     let reg = Registry::new(Arc::new(store), Config::default());
-    let flush_ms = flush_latency(root).map_err(|e| err(&e))?;
+    let flush_ms = flush_latency(root)?;
     let mut rows = Vec::new();
     for (phase, &mib) in sizes_mib.iter().enumerate() {
         for &n in streams {
@@ -116,8 +140,12 @@ fn measure(
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err("a stream panicked".into())))
-                    .collect::<Result<Vec<()>, String>>()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Io(std::io::Error::other("a stream panicked")))
+                        })
+                    })
+                    .collect::<Result<Vec<()>, Error>>()
             })?;
             let secs = began.elapsed().as_secs_f64();
             let count = n * per_stream;
@@ -139,12 +167,10 @@ fn ingest(
     pattern: &[u8],
     blobs: &[(usize, Digest)],
     size: usize,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     for (start, digest) in blobs {
-        let id = reg
-            .start_upload("bench", Algorithm::Sha256, "bench")
-            .map_err(|e| e.to_string())?;
-        let session = reg.session("bench", &id).map_err(|e| e.to_string())?;
+        let id = reg.start_upload("bench", Algorithm::Sha256, "bench")?;
+        let session = reg.session("bench", &id)?;
         let mut s = session.blocking_take();
         let mut e = None;
         each_piece(pattern, *start, size, &mut |p| {
@@ -153,10 +179,9 @@ fn ingest(
             }
         });
         if let Some(e) = e {
-            return Err(e.to_string());
+            return Err(e.into());
         }
-        reg.finish_upload(&mut s, digest)
-            .map_err(|e| e.to_string())?;
+        reg.finish_upload(&mut s, digest)?;
     }
     Ok(())
 }

@@ -1,15 +1,33 @@
 //! `berth platforms`: what a tag or digest offers, from a data directory
 //! (server stopped) or a running server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use berth::config::Config;
 use berth::oci::Reference;
-use berth::registry::platforms::describe;
+use berth::registry::Registry;
 use berth::store::{Store, StoreOptions};
 use serde_json::Value;
 
+use super::Error;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Read a data directory (the server must be stopped).
+    #[arg(long, conflicts_with = "url")]
+    data_dir: Option<PathBuf>,
+    /// Ask a running server, e.g. http://127.0.0.1:5000.
+    #[arg(long)]
+    url: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    target: String,
+}
+
 /// Split `REPO:TAG` or `REPO@DIGEST`.
-fn split(target: &str) -> Result<(String, Reference), String> {
+fn split(target: &str) -> Result<(String, Reference), Error> {
     let (repo, reference) = match target.split_once('@') {
         Some((r, d)) => (r, d),
         None => match target.rsplit_once(':') {
@@ -18,22 +36,16 @@ fn split(target: &str) -> Result<(String, Reference), String> {
         },
     };
     if !berth::oci::name::is_valid_name(repo) {
-        return Err(format!("'{repo}' is not a repository name"));
+        return Err(Error::Usage(format!("'{repo}' is not a repository name")));
     }
-    Ok((
-        repo.to_string(),
-        Reference::parse(reference).map_err(|e| e.to_string())?,
-    ))
+    let reference = Reference::parse(reference).map_err(|e| Error::Usage(e.to_string()))?;
+    Ok((repo.to_string(), reference))
 }
 
-pub fn run(
-    data_dir: Option<&Path>,
-    url: Option<&str>,
-    target: &str,
-    json: bool,
-) -> Result<(), String> {
-    let (repo, reference) = split(target)?;
-    let body = match (url, data_dir) {
+pub fn run(a: Args) -> Result<(), Error> {
+    let (repo, reference) = split(&a.target)?;
+    let json = a.json;
+    let body = match (a.url.as_deref(), a.data_dir.as_deref()) {
         (Some(url), _) => {
             let u = format!(
                 "{}/v2/{repo}/_berth/platforms/{reference}",
@@ -41,19 +53,18 @@ pub fn run(
             );
             match ureq::get(&u).call() {
                 Ok(r) => serde_json::from_reader::<_, Value>(r.into_reader())
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| Error::Remote(e.to_string()))?,
                 Err(ureq::Error::Status(code, r)) => {
-                    return Err(format!("{code}: {}", r.into_string().unwrap_or_default()));
+                    let body = r.into_string().unwrap_or_default();
+                    return Err(Error::Remote(format!("{code}: {body}")));
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Error::Remote(e.to_string())),
             }
         }
         (None, dir) => {
             let dir = dir.unwrap_or(Path::new("berth-data"));
-            let store = Store::open(dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
-            describe(&store, &repo, &reference)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{repo}:{reference} is not in {}", dir.display()))?
+            let store = Store::open(dir, &StoreOptions::default())?;
+            Registry::new(Arc::new(store), Config::default()).platforms(&repo, &reference)?
         }
     };
     if json {

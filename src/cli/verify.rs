@@ -1,19 +1,40 @@
 //! `berth verify`: scrub a stopped server's data directory.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use berth::store::scrub::{ScrubOptions, ScrubReport};
 use berth::store::{Store, StoreOptions};
 
-/// Returns the exit code: 0 clean, 1 corrupt or dangling content found.
-pub fn run(
-    data_dir: &Path,
+use super::Error;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "berth-data")]
+    data_dir: PathBuf,
+    /// Only what this repository holds.
+    #[arg(long)]
     repo: Option<String>,
+    /// Hashing threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
     json: bool,
-) -> Result<u8, String> {
-    let store = Store::open(data_dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
+}
+
+/// Exits 0 when clean, 1 when corrupt or dangling content was found (and 2,
+/// by `Error::Unverified`, when the store could not be checked).
+pub fn run(a: Args) -> Result<ExitCode, Error> {
+    let Args {
+        data_dir,
+        repo,
+        threads,
+        json,
+    } = a;
+    let data_dir = data_dir.as_path();
+    let store = Store::open(data_dir, &StoreOptions::default()).map_err(Error::Unverified)?;
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let total = store_bytes(data_dir);
         let bar = indicatif::ProgressBar::new(total);
@@ -37,7 +58,7 @@ pub fn run(
             mapped: true,
             ..ScrubOptions::default()
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Unverified)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -49,7 +70,10 @@ pub fn run(
     } else {
         print_human(&report);
     }
-    Ok(if report.clean() { 0 } else { 1 })
+    Ok(match report.clean() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
 }
 
 fn print_human(r: &ScrubReport) {

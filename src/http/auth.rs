@@ -5,7 +5,7 @@
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError};
 use base64::Engine;
@@ -15,6 +15,7 @@ use super::logsafe;
 use super::route::{self, Route};
 use super::State;
 use crate::auth::{Action, Identity};
+use crate::oci::Code;
 
 /// What a request asks to do.
 enum Need {
@@ -70,7 +71,7 @@ fn credentials(req: &ServiceRequest) -> Option<(String, String)> {
 }
 
 fn unauthorized(realm: &str, why: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", why)
+    ApiError::new(Code::Unauthorized, why)
         .with_header("WWW-Authenticate", format!("Basic realm=\"{realm}\""))
 }
 
@@ -81,10 +82,10 @@ pub async fn authorize(
     let Some(state) = req.app_data::<State>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    if !state.auth_on() {
+    if !state.config().auth_on() {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let auth = &state.config.auth;
+    let auth = &state.config().auth;
     let deny = |req: ServiceRequest, e: ApiError| Ok(req.into_response(e.error_response()));
     let who = match credentials(&req) {
         None if req.headers().contains_key("Authorization") => {
@@ -108,8 +109,7 @@ pub async fn authorize(
                 return deny(
                     req,
                     ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TOOMANYREQUESTS",
+                        Code::TooManyRequests,
                         format!("too many failed logins; retry in {secs} s"),
                     )
                     .with_header("Retry-After", secs.to_string()),
@@ -139,7 +139,7 @@ pub async fn authorize(
             Identity::User(user)
         }
     };
-    let allowed = match need(&req, state.config.metrics.admin_only) {
+    let allowed = match need(&req, state.config().metrics.admin_only) {
         Need::Nothing => true,
         Need::Login => who != Identity::Anonymous,
         Need::Admin => auth.is_admin(&who),
@@ -151,8 +151,7 @@ pub async fn authorize(
             Identity::User(u) => deny(
                 req,
                 ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "DENIED",
+                    Code::Denied,
                     format!("{u} may not do this on this repository"),
                 ),
             ),

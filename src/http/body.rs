@@ -7,6 +7,8 @@ use actix_web::web::{Bytes, Payload};
 use futures_util::{Stream, StreamExt};
 
 use super::errors::ApiError;
+use crate::oci::Code;
+use actix_web::http::StatusCode;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -119,19 +121,17 @@ pub enum BodyError {
 
 impl BodyError {
     /// The error response, with the OCI code of what was being sent.
-    pub fn for_code(self, code: &'static str) -> ApiError {
-        use actix_web::http::StatusCode;
+    pub fn for_code(self, code: Code) -> ApiError {
         match self {
             BodyError::Stalled(secs) => ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
                 code,
                 format!("the request body stalled: under {MIN_PROGRESS} bytes in {secs} s"),
-            ),
-            BodyError::Broken(e) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                code,
-                format!("request body could not be read: {e}"),
-            ),
+            )
+            .with_status(StatusCode::REQUEST_TIMEOUT),
+            BodyError::Broken(e) => {
+                ApiError::new(code, format!("request body could not be read: {e}"))
+                    .with_status(StatusCode::BAD_REQUEST)
+            }
         }
     }
 }
@@ -190,7 +190,7 @@ pub async fn read_limited(
     mut payload: Payload,
     limit: usize,
     idle_secs: u64,
-    code: &'static str,
+    code: Code,
 ) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     let mut body = Paced::new(&mut payload, idle_secs);
@@ -205,10 +205,10 @@ pub async fn read_limited(
 
 pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-        "SIZE_INVALID",
+        Code::SizeInvalid,
         format!("body is larger than the limit of {limit} bytes"),
     )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
 /// The body of a HEAD response: announces `Content-Length` of what a GET

@@ -64,6 +64,35 @@ pub fn budget(nofile: u64, workers: usize) -> Budget {
     }
 }
 
+/// Set the limits that default to "derived from the open-file limit"
+/// (after raising it), and lower `limits.max_connections` to what the
+/// limit carries. Call before the store opens and the server binds.
+pub fn fit(config: &mut crate::config::Config) {
+    let Some(nofile) = raise_open_file_limit() else {
+        return;
+    };
+    let b = budget(nofile, config.http_workers());
+    let limits = &mut config.limits;
+    if limits.max_sessions == 0 {
+        limits.max_sessions = b.sessions;
+    }
+    if limits.max_connections > b.connections_per_worker {
+        tracing::warn!(
+            configured = limits.max_connections,
+            allowed = b.connections_per_worker,
+            open_file_limit = nofile,
+            "limits.max_connections lowered to what the open-file limit carries"
+        );
+        limits.max_connections = b.connections_per_worker;
+    }
+    tracing::info!(
+        open_file_limit = nofile,
+        max_sessions = limits.max_sessions,
+        max_connections_per_worker = limits.max_connections,
+        "descriptor budget"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,20 @@
 //! Every error leaves as the OCI error body
-//! `{"errors":[{"code","message","detail"}]}` with the status its code implies.
+//! `{"errors":[{"code","message","detail"}]}`, with the status its
+//! [`Code`] goes with, or one of the few others this file names.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::oci::Code;
 use crate::registry::Error;
 use crate::store::StoreError;
 
-/// An error response: status, OCI code, message, optional detail.
+/// An error response: status, OCI code, message, detail, extra headers.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub detail: Box<serde_json::Value>,
     /// Extra headers (e.g. `Range` on a 416 for a chunk out of order).
@@ -20,14 +22,21 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// An error with `code` and the status it goes with.
+    pub fn new(code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
+            status: status(code.status()),
             code,
             message: message.into(),
             detail: Box::new(serde_json::Value::Null),
             headers: Vec::new(),
         }
+    }
+
+    /// The same code with another status (413, 408, 405, 507: see `oci::code`).
+    pub fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        self
     }
 
     pub fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
@@ -41,16 +50,17 @@ impl ApiError {
     }
 
     pub fn not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint")
+        ApiError::new(Code::NameUnknown, "no such endpoint")
     }
 
     pub fn method_not_allowed() -> ApiError {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            "method not allowed on this endpoint",
-        )
+        ApiError::new(Code::Unsupported, "method not allowed on this endpoint")
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
     }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl std::fmt::Display for ApiError {
@@ -76,48 +86,32 @@ impl ResponseError for ApiError {
             r.insert_header((*k, v.as_str()));
         }
         r.insert_header(("Docker-Distribution-API-Version", "registry/2.0"));
-        r.json(json!({"errors": [{"code": self.code, "message": self.message, "detail": self.detail}]}))
+        r.json(json!({"errors": [{"code": self.code.as_str(), "message": self.message, "detail": self.detail}]}))
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
-        use StatusCode as S;
-        let (status, code) = match &e {
-            Error::BlobUnknown(_) => (S::NOT_FOUND, "BLOB_UNKNOWN"),
-            Error::BlobUploadInvalid(_) => (S::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
-            Error::BlobUploadUnknown(_) => (S::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
-            Error::DigestInvalid(_) => (S::BAD_REQUEST, "DIGEST_INVALID"),
-            Error::ManifestBlobUnknown(_) => (S::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
-            Error::ManifestInvalid(_) => (S::BAD_REQUEST, "MANIFEST_INVALID"),
-            Error::ManifestUnknown(_) => (S::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            Error::NameInvalid(_) => (S::BAD_REQUEST, "NAME_INVALID"),
-            Error::NameUnknown(_) => (S::NOT_FOUND, "NAME_UNKNOWN"),
-            Error::SizeInvalid(_) => (S::BAD_REQUEST, "SIZE_INVALID"),
-            Error::Unsupported(_) => (S::BAD_REQUEST, "UNSUPPORTED"),
-            Error::RangeInvalid(_) => (S::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
-            Error::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
-            Error::TooManyRequests(_) => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+        let mut api = ApiError::new(e.code(), e.to_string()).with_detail(e.detail());
+        match &e {
+            Error::TooLarge { .. } => api.status = StatusCode::PAYLOAD_TOO_LARGE,
             Error::Store(se) if se.is_out_of_space() => {
                 tracing::error!(error = %se, "store out of space");
-                (S::INSUFFICIENT_STORAGE, "UNKNOWN")
+                api.status = StatusCode::INSUFFICIENT_STORAGE;
             }
+            // clients retry after the header
             Error::Store(StoreError::Unavailable(_)) => {
-                // Distribution's code for a 503; clients retry after the header.
-                return ApiError::new(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string())
-                    .with_header("Retry-After", "1".to_string());
+                api = api.with_header("Retry-After", "1".to_string());
             }
-            Error::Store(se) => {
-                tracing::error!(error = %se, "store failure");
-                (S::INTERNAL_SERVER_ERROR, "UNKNOWN")
-            }
-        };
-        ApiError::new(status, code, e.to_string())
+            Error::Store(se) => tracing::error!(error = %se, "store failure"),
+            _ => {}
+        }
+        api
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> ApiError {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
         Error::Store(e).into()
     }
 }
@@ -130,10 +124,78 @@ impl From<std::io::Error> for ApiError {
 
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(_: actix_web::error::BlockingError) -> ApiError {
-        ApiError::new(S500, "UNKNOWN", "worker pool unavailable")
+        ApiError::new(Code::Unknown, "worker pool unavailable")
     }
 }
 
-const S500: StatusCode = StatusCode::INTERNAL_SERVER_ERROR;
-
 pub type ApiResult<T = HttpResponse> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{Digest, Reference};
+
+    fn digest() -> Digest {
+        format!("sha256:{}", "a".repeat(64)).parse().unwrap()
+    }
+
+    /// Registry errors get their code's status, typed detail, and the few
+    /// statuses this file overrides.
+    #[test]
+    fn registry_errors_map_to_codes_statuses_and_detail() {
+        let cases = [
+            (Error::BlobUnknown(digest()), 404, Code::BlobUnknown),
+            (Error::BlobDamaged(digest()), 404, Code::BlobUnknown),
+            (
+                Error::ManifestChildUnknown(digest()),
+                400,
+                Code::ManifestBlobUnknown,
+            ),
+            (
+                Error::ManifestUnknown {
+                    repo: "a".into(),
+                    reference: Reference::Tag("t".into()),
+                },
+                404,
+                Code::ManifestUnknown,
+            ),
+            (Error::RangeInvalid("x".into()), 416, Code::RangeInvalid),
+            (
+                Error::TooLarge {
+                    what: "blobs",
+                    limit: 9,
+                },
+                413,
+                Code::SizeInvalid,
+            ),
+            (
+                Error::Store(StoreError::Unavailable("x".into())),
+                503,
+                Code::Unavailable,
+            ),
+            (
+                Error::Store(StoreError::from(std::io::Error::from(
+                    std::io::ErrorKind::StorageFull,
+                ))),
+                507,
+                Code::Unknown,
+            ),
+            (Error::Store(StoreError::db("x")), 500, Code::Unknown),
+        ];
+        for (e, status, code) in cases {
+            let what = e.to_string();
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code), "{what}");
+        }
+        let a = ApiError::from(Error::DescriptorSize {
+            digest: digest(),
+            declared: 5,
+            stored: 3_000_000,
+        });
+        assert_eq!(a.detail["declared"], 5);
+        assert_eq!(a.detail["stored"], 3_000_000);
+        assert_eq!(a.detail["digest"], digest().to_string());
+        let unavailable = ApiError::from(Error::Store(StoreError::Unavailable("x".into())));
+        assert_eq!(unavailable.headers, vec![("Retry-After", "1".to_string())]);
+    }
+}

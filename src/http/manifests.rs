@@ -1,6 +1,6 @@
 //! `GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>` (end-3, end-7, end-9).
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::web::{self, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
@@ -8,9 +8,8 @@ use super::errors::{ApiError, ApiResult};
 use super::params::{self, header, Query};
 use super::{body, State};
 use crate::oci::name::{self, ReferenceError};
-use crate::oci::{media, Kind, Platform, Reference};
-use crate::registry::Error;
-use serde_json::json;
+use crate::oci::{media, Code, Platform, Reference};
+use crate::registry::manifests::Want;
 
 /// Manifests up to this size are checked on the async worker.
 const CHECK_INLINE_MAX: usize = 64 * 1024;
@@ -20,11 +19,9 @@ fn reference(s: &str, pushing: bool) -> Result<Reference, ApiError> {
     Reference::parse(s).map_err(|e| match e {
         ReferenceError::Digest(d) => params::digest_error(d),
         ReferenceError::Invalid(_) if pushing => {
-            ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", e.to_string())
+            ApiError::new(Code::ManifestInvalid, e.to_string())
         }
-        ReferenceError::Invalid(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", e.to_string())
-        }
+        ReferenceError::Invalid(_) => ApiError::new(Code::ManifestUnknown, e.to_string()),
     })
 }
 
@@ -46,40 +43,22 @@ pub async fn dispatch(
 }
 
 fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> ApiResult {
-    let mut m = state
-        .manifest(repo, reference)?
-        .ok_or_else(|| Error::ManifestUnknown(format!("{repo}:{reference}")))?;
     let q = Query::of(req);
-    let asked = match q.get("platform") {
+    let platform = match q.get("platform") {
         None => None,
         Some(p) => Some(Platform::parse(p).ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                Code::Unsupported,
                 format!("'{p}' is not a platform (os/arch[/variant])"),
             )
         })?),
     };
-    // A client that cannot read this index gets the child for its platform.
-    if m.summary.kind == Kind::Index
-        && (asked.is_some()
-            || (matches!(reference, Reference::Tag(_)) && !accepts(req, &m.summary.media_type)))
-    {
-        let child = state
-            .choose_child(repo, &m.summary, asked, header(req, "User-Agent"))
-            .map_err(|offered| {
-                ApiError::from(Error::ManifestUnknown(format!(
-                    "{repo}:{reference} has no manifest for the requested platform; it offers {}",
-                    offered.join(", ")
-                )))
-                .with_detail(json!({ "platforms": offered }))
-            })?
-            .digest
-            .clone();
-        m = state
-            .manifest(repo, &Reference::Digest(child.clone()))?
-            .ok_or_else(|| Error::ManifestUnknown(child.to_string()))?;
-    }
+    let want = Want {
+        platform,
+        user_agent: header(req, "User-Agent"),
+        accepts: &|media_type| accepts(req, media_type),
+    };
+    let m = state.registry.pull_manifest(repo, reference, &want)?;
     let mut r = HttpResponse::Ok();
     r.content_type(m.summary.media_type.as_str())
         .insert_header(("Docker-Content-Digest", m.digest.to_string()))
@@ -110,7 +89,8 @@ async fn put(
     repo: String,
     reference: Reference,
 ) -> ApiResult {
-    let limit = state.config.limits.max_manifest_bytes;
+    let limits = &state.config().limits;
+    let limit = limits.max_manifest_bytes;
     if let Some(len) = header(req, "Content-Length").and_then(|l| l.parse::<u64>().ok()) {
         if len > limit as u64 {
             return Err(body::too_large(limit));
@@ -121,28 +101,34 @@ async fn put(
     for t in q.all("tag") {
         if !name::is_valid_tag(t) {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "MANIFEST_INVALID",
+                Code::ManifestInvalid,
                 format!("'{t}' is not a valid tag"),
             ));
         }
         tags.push(t.to_string());
     }
-    let idle = state.config.limits.body_idle_timeout_secs;
-    let bytes = body::read_limited(payload, limit, idle, "MANIFEST_INVALID").await?;
+    let bytes = body::read_limited(
+        payload,
+        limit,
+        limits.body_idle_timeout_secs,
+        Code::ManifestInvalid,
+    )
+    .await?;
     let content_type = header(req, "Content-Type").unwrap_or("").to_string();
     let tagged_by_query = !tags.is_empty();
     // Parsing and hashing a small manifest takes microseconds: done here. A
     // large one (up to the limit's megabytes) goes to the blocking pool so
     // it does not stall this worker's other connections.
     let (push, prepared) = if bytes.len() <= CHECK_INLINE_MAX {
-        state.prepare_manifest(&repo, &reference, &content_type, bytes, tags)?
+        state
+            .registry
+            .prepare_manifest(&repo, &reference, &content_type, bytes, tags)?
     } else {
-        let (reg, repo) = (state.clone(), repo.clone());
+        let (reg, repo) = (state.registry.clone(), repo.clone());
         web::block(move || reg.prepare_manifest(&repo, &reference, &content_type, bytes, tags))
             .await??
     };
-    let pushed = prepared.stored(state.store.submit_manifest(push).outcome().await)?;
+    let pushed = state.registry.commit_manifest(push, prepared).await?;
     let mut r = HttpResponse::Created();
     r.insert_header((
         "Location",
@@ -165,15 +151,7 @@ async fn put(
 }
 
 async fn delete(state: &State, repo: String, reference: Reference) -> ApiResult {
-    let (reg, store) = (state.clone(), state.store.clone());
-    let r = reference.clone();
-    let found = web::block(move || match &r {
-        Reference::Digest(d) => reg.delete_manifest(&repo, d),
-        Reference::Tag(t) => store.delete_tag(&repo, t).map_err(Error::from),
-    })
-    .await??;
-    if !found {
-        return Err(Error::ManifestUnknown(reference.to_string()).into());
-    }
+    let reg = state.registry.clone();
+    web::block(move || reg.delete_manifest(&repo, &reference)).await??;
     Ok(HttpResponse::Accepted().finish())
 }

@@ -1,10 +1,9 @@
 //! Validating what a request names: repository, digest, query parameters.
 
-use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 
 use super::errors::ApiError;
-use crate::oci::{name, Digest, DigestError};
+use crate::oci::{name, Code, Digest, DigestError};
 
 /// The query string as (key, value) pairs, percent-decoded.
 pub struct Query(Vec<(String, String)>);
@@ -38,8 +37,7 @@ pub fn repo(name: &str) -> Result<&str, ApiError> {
         Ok(name)
     } else {
         Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "NAME_INVALID",
+            Code::NameInvalid,
             format!("'{}' is not a valid repository name", name.escape_default()),
         ))
     }
@@ -51,10 +49,10 @@ pub fn digest(s: &str) -> Result<Digest, ApiError> {
 
 pub fn digest_error(e: DigestError) -> ApiError {
     let code = match e {
-        DigestError::Unsupported(_) => "UNSUPPORTED",
-        _ => "DIGEST_INVALID",
+        DigestError::Unsupported(_) => Code::Unsupported,
+        _ => Code::DigestInvalid,
     };
-    ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    ApiError::new(code, e.to_string())
 }
 
 /// A header as text, if present and valid UTF-8.
@@ -66,12 +64,9 @@ pub fn header<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
 pub fn page_size(q: &Query, max: usize) -> Result<usize, ApiError> {
     match q.get("n") {
         None | Some("") => Ok(max),
-        Some(v) => v.parse::<usize>().map(|n| n.min(max)).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
-                format!("n={v} is not a number"),
-            )
-        }),
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.min(max))
+            .map_err(|_| ApiError::new(Code::Unsupported, format!("n={v} is not a number"))),
     }
 }

@@ -12,11 +12,12 @@
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{StatusCode, Uri};
+use actix_web::http::Uri;
 use actix_web::middleware::Next;
 use actix_web::ResponseError;
 
 use super::errors::ApiError;
+use crate::oci::Code;
 
 /// The canonical form of `raw`: percent-escapes decoded. None when the
 /// result holds a character that no path Berth serves may contain.
@@ -40,8 +41,7 @@ pub async fn canonicalise(
     if req.path().contains('%') {
         let Some(path) = canonical(req.path()) else {
             let e = ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "NAME_INVALID",
+                Code::NameInvalid,
                 "the request path decodes to characters no name, tag or digest uses",
             );
             return Ok(req.into_response(e.error_response()));
@@ -51,7 +51,7 @@ pub async fn canonicalise(
             q => format!("{path}?{q}"),
         };
         let Ok(uri) = path_and_query.parse::<Uri>() else {
-            let e = ApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", "malformed path");
+            let e = ApiError::new(Code::NameInvalid, "malformed path");
             return Ok(req.into_response(e.error_response()));
         };
         req.head_mut().uri = uri.clone();

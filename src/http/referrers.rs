@@ -12,10 +12,10 @@ pub fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> ApiRes
     let repo = params::repo(name)?;
     let subject = params::digest(digest)?;
     let q = Query::of(req);
-    let mut list = state.store.referrers(repo, &subject)?;
+    let filter = q.get("artifactType");
+    let list = state.registry.referrers(repo, &subject, filter)?;
     let mut r = HttpResponse::Ok();
-    if let Some(filter) = q.get("artifactType") {
-        list.retain(|d| d.artifact_type.as_deref() == Some(filter));
+    if filter.is_some() {
         r.insert_header(("OCI-Filters-Applied", "artifactType"));
     }
     let body = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": list});

@@ -2,7 +2,7 @@
 //! POST or POST+PUT, streamed and chunked PATCH, status, cancel, mounts.
 //! Bytes are written and hashed as they arrive; nothing is buffered whole.
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::web::{self, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
@@ -10,7 +10,7 @@ use super::errors::{ApiError, ApiResult};
 use super::params::{self, header, Query};
 use super::range::parse_content_range;
 use super::{body, State};
-use crate::oci::{Algorithm, Digest};
+use crate::oci::{Algorithm, Code, Digest};
 use crate::registry::uploads::{Session, Use};
 use crate::registry::Error;
 
@@ -63,7 +63,7 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
         // An invalid mount digest is not fatal: fall back to a new session.
         if let Ok(d) = mount.parse::<Digest>() {
             let (reg, r, from, d2) = (
-                state.clone(),
+                state.registry.clone(),
                 repo.clone(),
                 q.get("from").map(str::to_string),
                 d.clone(),
@@ -77,8 +77,7 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
         None => None,
         Some(a) => Some(Algorithm::from_name(a).ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                Code::Unsupported,
                 format!("digest algorithm '{a}' is not supported (use sha256, sha512 or blake3)"),
             )
         })?),
@@ -89,14 +88,14 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
         .map(|d| d.algorithm())
         .or(alg)
         .unwrap_or(Algorithm::Sha256);
-    let (reg, r, who) = (state.clone(), repo.clone(), owner(req));
+    let (reg, r, who) = (state.registry.clone(), repo.clone(), owner(req));
     let id = web::block(move || reg.start_upload(&r, alg, &who)).await??;
     match digest {
         // Monolithic upload in one POST: nobody else knows the session, so
         // if the body does not arrive whole it goes at once.
         Some(d) => {
             let mut abandon = Abandon::new(state, &id);
-            let mut s = state.session(&repo, &id)?.take().await;
+            let mut s = state.registry.session(&repo, &id)?.take().await;
             receive(&mut s, payload, state).await?;
             finish(state, s, d.clone()).await?;
             abandon.disarm();
@@ -107,10 +106,10 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
             r.insert_header(("Location", location(&repo, &id)))
                 .insert_header(("Range", "0-0"))
                 .insert_header(("Docker-Upload-UUID", id.clone()));
-            if state.config.uploads.chunk_min_length > 0 {
+            if state.config().uploads.chunk_min_length > 0 {
                 r.insert_header((
                     "OCI-Chunk-Min-Length",
-                    state.config.uploads.chunk_min_length.to_string(),
+                    state.config().uploads.chunk_min_length.to_string(),
                 ));
             }
             Ok(r.finish())
@@ -143,7 +142,7 @@ impl Abandon {
 impl Drop for Abandon {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            let reg = self.state.clone();
+            let reg = self.state.registry.clone();
             actix_web::rt::task::spawn_blocking(move || {
                 if let Err(e) = reg.abandon_upload(&id) {
                     tracing::warn!(error = %e, "could not remove an abandoned upload session");
@@ -203,13 +202,10 @@ async fn put(
     id: &str,
 ) -> ApiResult {
     let q = Query::of(req);
-    let digest = params::digest(q.get("digest").ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "DIGEST_INVALID",
-            "the closing PUT needs ?digest=",
-        )
-    })?)?;
+    let digest =
+        params::digest(q.get("digest").ok_or_else(|| {
+            ApiError::new(Code::DigestInvalid, "the closing PUT needs ?digest=")
+        })?)?;
     let mut s = open_session(state, &repo, id).await?;
     check_chunk(req, &s)?;
     // POST then a PUT with the whole body: as monolithic as one POST
@@ -225,7 +221,7 @@ async fn put(
 /// Progress of a session; answered at once even while a request is
 /// sending it a body.
 async fn status(state: &State, repo: &str, id: &str) -> ApiResult {
-    let slot = state.session(repo, id)?;
+    let slot = state.registry.session(repo, id)?;
     if slot.shared.is_closed() {
         return Err(Error::BlobUploadUnknown(id.to_string()).into());
     }
@@ -238,7 +234,7 @@ async fn status(state: &State, repo: &str, id: &str) -> ApiResult {
 
 async fn cancel(state: &State, repo: &str, id: &str) -> ApiResult {
     let mut s = open_session(state, repo, id).await?;
-    let reg = state.clone();
+    let reg = state.registry.clone();
     web::block(move || reg.cancel_upload(&mut s)).await??;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -246,7 +242,7 @@ async fn cancel(state: &State, repo: &str, id: &str) -> ApiResult {
 /// The session `id` of `repo`, held by this request (a request still
 /// holding it is made to give it up); unknown once finished or cancelled.
 async fn open_session(state: &State, repo: &str, id: &str) -> Result<Use, ApiError> {
-    let s = state.session(repo, id)?.take().await;
+    let s = state.registry.session(repo, id)?.take().await;
     if s.is_closed() {
         return Err(Error::BlobUploadUnknown(id.to_string()).into());
     }
@@ -257,9 +253,9 @@ async fn open_session(state: &State, repo: &str, id: &str) -> Result<Use, ApiErr
 /// that stalls (see `body::Paced`) ends the request with 408; what arrived
 /// before stays in the session, and its status reports it.
 async fn receive(s: &mut Use, mut payload: Payload, state: &State) -> Result<(), ApiError> {
-    let max = state.config.limits.max_blob_bytes;
+    let max = state.config().limits.max_blob_bytes;
     let shared = s.shared().clone();
-    let mut body = body::Paced::new(&mut payload, state.config.limits.body_idle_timeout_secs);
+    let mut body = body::Paced::new(&mut payload, state.config().limits.body_idle_timeout_secs);
     loop {
         let next = tokio::select! {
             biased;
@@ -270,14 +266,18 @@ async fn receive(s: &mut Use, mut payload: Payload, state: &State) -> Result<(),
             }
             next = body.next() => next,
         };
-        let Some(chunk) = next.map_err(|e| e.for_code("BLOB_UPLOAD_INVALID"))? else {
+        let Some(chunk) = next.map_err(|e| e.for_code(Code::BlobUploadInvalid))? else {
             return Ok(());
         };
         if s.is_closed() {
             return Err(Error::BlobUploadUnknown(s.id.clone()).into());
         }
         if max > 0 && s.offset + chunk.len() as u64 > max {
-            return Err(Error::TooLarge(format!("blobs are limited to {max} bytes")).into());
+            return Err(Error::TooLarge {
+                what: "blobs",
+                limit: max,
+            }
+            .into());
         }
         s.append(&chunk)?;
     }
@@ -286,7 +286,7 @@ async fn receive(s: &mut Use, mut payload: Payload, state: &State) -> Result<(),
 /// Verify and commit off the async workers (hashing a rebuilt session,
 /// fsync, rename, database commit).
 async fn finish(state: &State, mut s: Use, digest: Digest) -> Result<(), ApiError> {
-    let reg = state.clone();
+    let reg = state.registry.clone();
     web::block(move || reg.finish_upload(&mut s, &digest)).await??;
     Ok(())
 }

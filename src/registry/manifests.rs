@@ -1,13 +1,16 @@
-//! Pushing and deleting manifests: parse, check the digest, read the image's
-//! platform, store, and move tags by the repository's merge policy.
+//! Manifests: push (parse, check the digest, read the image's platform,
+//! store, move tags by the repository's merge policy), pull (verified,
+//! with the platform choice for clients that cannot read an index), and
+//! delete.
 
 use super::merge::{self, MergeMode};
 use super::{Error, Registry, Result};
 use crate::oci::manifest::{self, ManifestError};
+use crate::oci::Kind;
 use crate::oci::{Algorithm, Digest, Platform, Reference, Summary};
 use crate::store::{
-    ManifestData, ManifestPush, PushedManifest, PutError, StoreError, TagCurrent, TagDigests,
-    TagTarget,
+    ManifestData, ManifestPush, Pending, PushedManifest, PutError, StoreError, TagCurrent,
+    TagDigests, TagTarget,
 };
 use crate::verify;
 
@@ -36,13 +39,19 @@ impl Prepared {
     /// The push's outcome from the store's answer.
     pub fn stored(self, r: std::result::Result<TagDigests, PutError>) -> Result<Pushed> {
         let tag_digests = r.map_err(|e| match e {
-            PutError::BlobUnknown(d) => Error::ManifestBlobUnknown(d.to_string()),
+            PutError::BlobUnknown(d) => Error::ManifestBlobUnknown(d),
             // Distribution's answer too: a missing child is an unknown
             // reference of the pushed manifest, a 400
-            PutError::ManifestUnknown(d) => {
-                Error::ManifestBlobUnknown(format!("child manifest {d} of the index"))
-            }
-            e @ PutError::SizeMismatch { .. } => Error::ManifestInvalid(e.to_string()),
+            PutError::ManifestUnknown(d) => Error::ManifestChildUnknown(d),
+            PutError::SizeMismatch {
+                digest,
+                declared,
+                stored,
+            } => Error::DescriptorSize {
+                digest,
+                declared,
+                stored,
+            },
             PutError::Store(s) => Error::Store(s),
         })?;
         Ok(Pushed {
@@ -65,12 +74,11 @@ pub struct Policy {
 impl Registry {
     pub fn policy(&self, repo: &str) -> Policy {
         let cfg = &self.config;
-        let global = Platform::parse(&cfg.default_platform)
-            .unwrap_or_else(|| Platform::parse("linux/amd64").unwrap());
+        let global = cfg.default_platform.clone();
         match cfg
             .repositories
             .iter()
-            .find(|r| crate::config::glob_match(&r.pattern, repo))
+            .find(|r| crate::oci::glob::glob_match(&r.pattern, repo))
         {
             None => Policy {
                 merge: MergeMode::Platform,
@@ -79,12 +87,8 @@ impl Registry {
             },
             Some(r) => Policy {
                 merge: r.merge,
-                prefer: r.prefer.iter().filter_map(|p| Platform::parse(p)).collect(),
-                default_platform: r
-                    .default_platform
-                    .as_deref()
-                    .and_then(Platform::parse)
-                    .unwrap_or(global),
+                prefer: r.prefer.clone(),
+                default_platform: r.default_platform.clone().unwrap_or(global),
             },
         }
     }
@@ -102,6 +106,18 @@ impl Registry {
         let (push, prepared) =
             self.prepare_manifest(repo, reference, content_type, bytes, extra_tags)?;
         prepared.stored(self.store.put_manifest(push))
+    }
+
+    /// Hand a prepared push to the store's committer; the future resolves
+    /// once it is durable (or refused). Shares a transaction with the
+    /// pushes arriving at the same time.
+    pub fn commit_manifest(
+        &self,
+        push: ManifestPush,
+        prepared: Prepared,
+    ) -> impl std::future::Future<Output = Result<Pushed>> + 'static {
+        let pending: Pending<TagDigests, PutError> = self.store.submit_manifest(push);
+        async move { prepared.stored(pending.outcome().await) }
     }
 
     /// Check a manifest push (parse, digest, platform) and make the change
@@ -124,9 +140,10 @@ impl Registry {
             Reference::Digest(want) => {
                 let got = verify::digest_bytes(want.algorithm(), &bytes);
                 if &got != want {
-                    return Err(Error::DigestInvalid(format!(
-                        "manifest body has digest {got}, the reference says {want}"
-                    )));
+                    return Err(Error::DigestMismatch {
+                        expected: want.clone(),
+                        got,
+                    });
                 }
                 (got, Vec::new())
             }
@@ -177,7 +194,9 @@ impl Registry {
             if info.size > MAX_CONFIG_BYTES {
                 return Some(None);
             }
-            let bytes = std::fs::read(&info.path).ok()?;
+            let mut bytes = Vec::with_capacity(info.size as usize);
+            let mut body = self.store.open_blob(&c.digest, &info).ok()?;
+            std::io::Read::read_to_end(&mut body, &mut bytes).ok()?;
             Some(Platform::from_config(&bytes))
         })
     }
@@ -186,8 +205,13 @@ impl Registry {
     /// no longer hash to its digest is never served: it is marked damaged
     /// and reported unknown, so that a client pushes it again (which
     /// repairs it).
-    pub fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<ManifestData>> {
+    pub fn manifest(&self, repo: &str, reference: &Reference) -> Result<ManifestData> {
         match self.store.manifest(repo, reference) {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(Error::ManifestUnknown {
+                repo: repo.to_string(),
+                reference: reference.clone(),
+            }),
             Err(StoreError::ManifestDamaged(digest, why)) => {
                 self.metrics.manifest_corrupt_reads.inc();
                 tracing::error!(%digest, reason = %why, "corrupt manifest caught on read; not served, marked damaged");
@@ -199,22 +223,70 @@ impl Registry {
                         tracing::error!(error = %e, "could not mark manifest damaged");
                     }
                 });
-                Err(Error::ManifestUnknown(format!(
-                    "{digest} failed verification on this registry; push it again to repair it"
-                )))
+                Err(Error::ManifestDamaged(digest))
             }
-            r => Ok(r?),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Delete a manifest from `repo`; indexes that tags point to lose its
-    /// entry (merge mode `platform`). Returns whether the repository held it.
-    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        let mode = self.policy(repo).merge;
-        let prune = |current: &crate::store::TagCurrent, removed: &Digest| match mode {
-            MergeMode::Platform => merge::on_delete(current, removed),
-            MergeMode::Overwrite => TagTarget::Keep,
-        };
-        Ok(self.store.delete_manifest(repo, digest, &prune)?)
+    /// The manifest to answer a pull of `repo:reference` with. A client
+    /// that cannot read an index it asks for by tag (`accepts` says no to
+    /// its media type), or that names a platform, gets the index's child
+    /// for its platform (see [`Registry::choose_child`]).
+    pub fn pull_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        want: &Want<'_>,
+    ) -> Result<ManifestData> {
+        let m = self.manifest(repo, reference)?;
+        let by_tag = matches!(reference, Reference::Tag(_));
+        // by digest, a client gets what it named, unless it names a platform
+        let cannot_read = by_tag && !(want.accepts)(&m.summary.media_type);
+        if m.summary.kind != Kind::Index || (want.platform.is_none() && !cannot_read) {
+            return Ok(m);
+        }
+        let child = self
+            .choose_child(repo, &m.summary, want.platform.clone(), want.user_agent)
+            .map_err(|offered| Error::NoPlatform {
+                repo: repo.to_string(),
+                reference: reference.clone(),
+                offered,
+            })?
+            .digest
+            .clone();
+        self.manifest(repo, &Reference::Digest(child))
     }
+
+    /// Delete a manifest from `repo` by digest (indexes that tags point to
+    /// lose its entry, in merge mode `platform`), or a tag alone.
+    pub fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<()> {
+        let found = match reference {
+            Reference::Digest(d) => {
+                let mode = self.policy(repo).merge;
+                let prune = |current: &TagCurrent, removed: &Digest| match mode {
+                    MergeMode::Platform => merge::on_delete(current, removed),
+                    MergeMode::Overwrite => TagTarget::Keep,
+                };
+                self.store.delete_manifest(repo, d, &prune)?
+            }
+            Reference::Tag(t) => self.store.delete_tag(repo, t)?,
+        };
+        match found {
+            true => Ok(()),
+            false => Err(Error::ManifestUnknown {
+                repo: repo.to_string(),
+                reference: reference.clone(),
+            }),
+        }
+    }
+}
+
+/// What a client pulling a manifest can take.
+pub struct Want<'a> {
+    /// `?platform=`: the child for this platform, whatever `Accept` says.
+    pub platform: Option<Platform>,
+    pub user_agent: Option<&'a str>,
+    /// Does the client's `Accept` admit a media type?
+    pub accepts: &'a dyn Fn(&str) -> bool,
 }

@@ -1,8 +1,19 @@
-//! Registry operations on top of the store: uploads, manifests, and the
-//! rules of the distribution spec that are not HTTP.
+//! The registry's operations, on top of the store: every rule of the
+//! distribution spec and of Berth that is not HTTP lives here, and this is
+//! the only way in: the HTTP layer, the CLI and bundle import call these
+//! methods, never the store behind them.
+//!
+//! One concern per file: `blobs` (serving, the damage rule, mounts),
+//! `manifests` (push, pull with platform choice, delete), `merge` (the
+//! multi-arch rules), `platforms` (what a reference offers), `lists` (tags,
+//! catalog, referrers), `uploads` (sessions), `maintenance` (GC with
+//! retention, scrub, the schedulers), `retention`, `config_platforms`.
 
+pub mod blobs;
 pub mod config_platforms;
 pub mod error;
+pub mod lists;
+pub mod maintenance;
 pub mod manifests;
 pub mod merge;
 pub mod platforms;
@@ -15,23 +26,20 @@ pub use error::{Error, Result};
 pub use uploads::{Session, Sessions};
 
 use crate::config::Config;
-use crate::oci::{name, Digest};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// The operations object. Holds the store (private: nothing above the
+/// registry reaches it), the configuration, live upload sessions, and the
+/// metrics it moves (merges, corrupt reads, GC and scrub figures).
 pub struct Registry {
-    pub store: Arc<Store>,
-    pub config: Config,
-    pub sessions: Sessions,
-    /// Set while a scrub runs (one at a time).
-    pub scrubbing: std::sync::atomic::AtomicBool,
-    pub last_scrub: std::sync::Mutex<Option<crate::store::scrub::ScrubReport>>,
-    pub metrics: crate::metrics::Metrics,
-    /// Set when authentication is on.
-    pub htpasswd: Option<Arc<crate::auth::Htpasswd>>,
-    /// Failed logins by address and user (password guessing).
-    pub login_throttle: crate::auth::Throttle,
+    store: Arc<Store>,
+    config: Config,
+    sessions: Sessions,
+    metrics: Arc<Metrics>,
     /// Platforms of config blobs already read.
-    pub config_platforms: config_platforms::ConfigPlatforms,
+    config_platforms: config_platforms::ConfigPlatforms,
+    maintenance: maintenance::State,
 }
 
 impl Registry {
@@ -40,33 +48,23 @@ impl Registry {
             store,
             config,
             sessions: Sessions::default(),
-            scrubbing: Default::default(),
-            last_scrub: Default::default(),
-            metrics: Default::default(),
-            htpasswd: None,
-            login_throttle: Default::default(),
+            metrics: Arc::default(),
             config_platforms: Default::default(),
+            maintenance: Default::default(),
         }
     }
 
-    /// Mount `digest` into `repo`: from `from`, or (automatic mount, when
-    /// configured) from anywhere in the store. Returns whether it mounted.
-    /// Whether callers must be identified: an htpasswd file or a client
-    /// certificate CA is configured.
-    pub fn auth_on(&self) -> bool {
-        self.htpasswd.is_some() || !self.config.tls.client_ca.is_empty()
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
-    pub fn mount(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<bool> {
-        match from {
-            Some(f) if name::is_valid_name(f) => {
-                Ok(self.store.mount_blob(repo, digest, Some(f))?)
-            }
-            Some(_) => Ok(false),
-            None if self.config.uploads.automatic_mount => {
-                Ok(self.store.mount_blob(repo, digest, None)?)
-            }
-            None => Ok(false),
-        }
+    /// The metrics this registry moves, for whoever renders them.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Upload sessions open in memory.
+    pub fn sessions_open(&self) -> usize {
+        self.sessions.len()
     }
 }

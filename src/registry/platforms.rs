@@ -3,9 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::Registry;
+use super::{Registry, Result};
 use crate::oci::{Descriptor, Kind, Platform, Reference, Summary};
-use crate::store::{Store, StoreError};
 
 /// The `os/… arch/…` tokens Docker engines put in their User-Agent.
 pub fn platform_from_user_agent(ua: &str) -> Option<Platform> {
@@ -30,39 +29,34 @@ pub fn offered(index: &Summary) -> Vec<(Platform, &Descriptor)> {
         .collect()
 }
 
-/// What `repo:reference` offers: each platform with digest, media type and
-/// size (the body of `GET /v2/<name>/_berth/platforms/<reference>`).
-pub fn describe(
-    store: &Store,
-    repo: &str,
-    reference: &Reference,
-) -> Result<Option<Value>, StoreError> {
-    let Some(m) = store.manifest(repo, reference)? else {
-        return Ok(None);
-    };
-    let row = |p: &Platform, digest: &crate::oci::Digest, media_type: &str, size: u64| json!({"platform": p.to_string(), "detail": p, "digest": digest, "mediaType": media_type, "size": size});
-    let platforms: Vec<Value> = if m.summary.kind == Kind::Index {
-        offered(&m.summary)
-            .into_iter()
-            .map(|(p, d)| row(&p, &d.digest, &d.media_type, d.size))
-            .collect()
-    } else {
-        m.summary
-            .platform
-            .iter()
-            .map(|p| row(p, &m.digest, &m.summary.media_type, m.bytes.len() as u64))
-            .collect()
-    };
-    Ok(Some(json!({
-        "name": repo,
-        "reference": reference.to_string(),
-        "digest": m.digest,
-        "mediaType": m.summary.media_type,
-        "platforms": platforms,
-    })))
-}
-
 impl Registry {
+    /// What `repo:reference` offers: each platform with digest, media type
+    /// and size (the body of `GET /v2/<name>/_berth/platforms/<reference>`
+    /// and of `berth platforms`).
+    pub fn platforms(&self, repo: &str, reference: &Reference) -> Result<Value> {
+        let m = self.manifest(repo, reference)?;
+        let row = |p: &Platform, digest: &crate::oci::Digest, media_type: &str, size: u64| json!({"platform": p.to_string(), "detail": p, "digest": digest, "mediaType": media_type, "size": size});
+        let platforms: Vec<Value> = if m.summary.kind == Kind::Index {
+            offered(&m.summary)
+                .into_iter()
+                .map(|(p, d)| row(&p, &d.digest, &d.media_type, d.size))
+                .collect()
+        } else {
+            m.summary
+                .platform
+                .iter()
+                .map(|p| row(p, &m.digest, &m.summary.media_type, m.bytes.len() as u64))
+                .collect()
+        };
+        Ok(json!({
+            "name": repo,
+            "reference": reference.to_string(),
+            "digest": m.digest,
+            "mediaType": m.summary.media_type,
+            "platforms": platforms,
+        }))
+    }
+
     /// Choose the child of `index` for a client: `asked` (`?platform=`) if
     /// given, else the User-Agent's platform, else the repository's
     /// preference list, then its default platform. Err lists what is offered.

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::{Registry, Result};
-use crate::config::glob_match;
-use crate::oci::Digest;
+use super::{Error, Registry, Result};
+use crate::oci::glob::glob_match;
+use crate::oci::{Digest, Reference};
 use crate::store::records::now;
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -66,7 +66,10 @@ impl Registry {
                     }
                     if !dry_run {
                         if let Ok(digest) = d.parse::<Digest>() {
-                            self.delete_manifest(&repo, &digest)?;
+                            match self.delete_manifest(&repo, &Reference::Digest(digest)) {
+                                Ok(()) | Err(Error::ManifestUnknown { .. }) => {}
+                                Err(e) => return Err(e),
+                            }
                         }
                     }
                     report.manifests_deleted.push(format!("{repo}@{d}"));

@@ -390,9 +390,10 @@ impl Registry {
         let (got, blocks) = s.digest(expected.algorithm())?;
         if &got != expected {
             self.close_session(s)?;
-            return Err(Error::DigestInvalid(format!(
-                "uploaded content has digest {got}, expected {expected}"
-            )));
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                got,
+            });
         }
         s.file()?.sync_all()?;
         s.file = None;

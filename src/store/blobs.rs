@@ -8,6 +8,9 @@ use super::records::{self, BlobRecord};
 use super::{files, prune_repo, touch_repo, Store, StoreError};
 use crate::oci::Digest;
 
+/// An open blob body, for ranged reads.
+pub type BlobBody = File;
+
 /// A blob as a repository serves it.
 #[derive(Clone, Debug)]
 pub struct BlobInfo {

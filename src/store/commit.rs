@@ -59,7 +59,7 @@ where
         let outcome = match (committed, self.result) {
             (Err(e), _) => Err(e.into()),
             (Ok(()), Some(r)) => r,
-            (Ok(()), None) => Err(StoreError::Db("change was not applied".into()).into()),
+            (Ok(()), None) => Err(StoreError::db("change was not applied").into()),
         };
         // A caller that stopped waiting (client gone) needs no answer.
         let _ = self.reply.send(outcome);
@@ -82,7 +82,7 @@ impl<T, E: From<StoreError>> Pending<T, E> {
 }
 
 fn stopped<E: From<StoreError>>() -> E {
-    StoreError::Db("the committer stopped".into()).into()
+    StoreError::db("the committer stopped").into()
 }
 
 pub struct Committer {
@@ -150,7 +150,7 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
             Ok(tx) => tx,
             Err(e) => {
                 for m in waiting.drain(..) {
-                    m.finish(Err(e.again()));
+                    m.finish(Err(e.clone()));
                 }
                 continue;
             }
@@ -171,9 +171,7 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
             failed = match catch_unwind(AssertUnwindSafe(|| m.apply(&mut tx))) {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
-                Err(_) => Some(StoreError::Db(
-                    "a change panicked; its batch was abandoned".into(),
-                )),
+                Err(_) => Some(StoreError::db("a change panicked; its batch was abandoned")),
             };
             applied.push(m);
         }
@@ -185,7 +183,7 @@ fn run(kv: &Kv, gate: &RwLock<()>, jobs: &mpsc::Receiver<Box<dyn Member>>) {
             None => tx.commit(),
         };
         for m in applied {
-            m.finish(committed.as_ref().map(|_| ()).map_err(StoreError::again));
+            m.finish(committed.clone());
         }
     }
 }
@@ -219,7 +217,7 @@ mod tests {
                         let r: Result<(), StoreError> = c
                             .submit(move |tx| {
                                 if (t + i) % 3 == 0 {
-                                    return Ok(Err(StoreError::Db("refused".into())));
+                                    return Ok(Err(StoreError::db("refused")));
                                 }
                                 tx.insert(Table::Meta, key.as_bytes(), b"v")?;
                                 Ok(Ok(()))
@@ -245,7 +243,7 @@ mod tests {
         let r: Result<(), StoreError> = c
             .submit(|tx| {
                 tx.insert(Table::Meta, b"half", b"v")?;
-                Err(StoreError::Db("disk gone".into()))
+                Err(StoreError::db("disk gone"))
             })
             .wait();
         assert!(r.is_err());

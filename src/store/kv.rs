@@ -169,15 +169,20 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
-        redb::Error::Io(io) if super::out_of_space(&io) => StoreError::NoSpace(io.to_string()),
-        e => StoreError::Db(e.to_string()),
+        redb::Error::Io(io) if super::out_of_space(&io) => StoreError::from(io),
+        e => StoreError::db_from(e),
     }
 }
 
+/// An I/O error of the redo log, named as such.
+#[derive(Debug, thiserror::Error)]
+#[error("redo log: {0}")]
+struct RedoLogError(#[source] std::io::Error);
+
 fn log_err(e: std::io::Error) -> StoreError {
     match super::out_of_space(&e) {
-        true => StoreError::NoSpace(e.to_string()),
-        false => StoreError::Db(format!("redo log: {e}")),
+        true => StoreError::from(e),
+        false => StoreError::db_from(RedoLogError(e)),
     }
 }
 
@@ -291,7 +296,7 @@ impl Inner {
         // pending non-durable commits durable (a reopen after a failure).
         set_redo_seq(&tx, log.log.seq() + 1)?;
         tx.set_durability(redb::Durability::None)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .map_err(StoreError::db_from)?;
         tx.commit().map_err(|e| self.failed(db_err(e)))?;
         // On failure redb holds a commit the log does not; the caller gets
         // an error, and the commit stays only if the reopen that follows
@@ -315,8 +320,8 @@ impl Inner {
                 .iter()
                 .any(|&(n, from, to)| n == cut && seq > from && seq <= to)
             {
-                return Err(StoreError::Db(
-                    "a write to the redo log failed before this commit was durable".into(),
+                return Err(StoreError::db(
+                    "a write to the redo log failed before this commit was durable",
                 ));
             }
             if cut < d.cuts || d.upto.0 >= seq {
@@ -402,9 +407,7 @@ impl Inner {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| {
-                StoreError::Db("the database is being reopened after a failed write".into())
-            })
+            .ok_or_else(|| StoreError::db("the database is being reopened after a failed write"))
     }
 
     /// Note a failed write: the next use reopens the database.
@@ -536,7 +539,7 @@ fn replay(db: &redb::Database, log: &mut Log) -> Result<u64, StoreError> {
     }
     set_redo_seq(&tx, log.seq())?;
     tx.set_durability(redb::Durability::None)
-        .map_err(|e| StoreError::Db(e.to_string()))?;
+        .map_err(StoreError::db_from)?;
     tx.commit().map_err(db_err)?;
     log.sync().map_err(log_err)?;
     tracing::info!(records = applied, "redo log replayed");

@@ -12,6 +12,8 @@
 
 pub mod blobs;
 pub mod commit;
+mod error;
+pub mod figures;
 pub mod files;
 pub mod gc;
 pub mod kv;
@@ -28,7 +30,10 @@ use std::sync::{Arc, RwLock};
 
 use kv::{Kv, Reader, Table};
 
-pub use blobs::BlobInfo;
+pub use blobs::{BlobBody, BlobInfo};
+pub use commit::Pending;
+pub use error::{out_of_space, Cause, StoreError};
+pub use figures::StoreFigures;
 pub use gc::GcReport;
 pub use manifests::{
     ManifestData, ManifestPush, NewManifest, PushedManifest, PutError, TagCurrent, TagDigests,
@@ -38,62 +43,6 @@ pub use records::{BlobRecord, ManifestRecord, UploadRecord};
 
 /// The on-disk format version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 3;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("metadata database: {0}")]
-    Db(String),
-    /// The file system refused to grow a file: disk full, quota, size limit.
-    #[error("out of disk space: {0}")]
-    NoSpace(String),
-    /// Writes are refused for a moment after one failed.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("corrupt store: {0}")]
-    Corrupt(String),
-    /// A manifest kept in a file no longer hashes to its digest: it is not
-    /// served, and a push of its bytes repairs it.
-    #[error("manifest {0} failed verification on this registry ({1}); push it again to repair it")]
-    ManifestDamaged(crate::oci::Digest, String),
-    #[error("data directory has schema version {found}, this build understands {expected}; use a matching Berth release")]
-    Schema { found: String, expected: u32 },
-    #[error("data directory {0} is in use by another Berth process (stop it, or use --url to ask the running server)")]
-    Locked(String),
-}
-
-impl StoreError {
-    /// The same error again, for each of several callers (io::Error is not
-    /// Clone, so others keep only their message).
-    pub fn again(&self) -> StoreError {
-        match self {
-            StoreError::NoSpace(m) => StoreError::NoSpace(m.clone()),
-            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-            StoreError::Db(m) => StoreError::Db(m.clone()),
-            StoreError::Io(e) if out_of_space(e) => StoreError::NoSpace(e.to_string()),
-            e => StoreError::Db(e.to_string()),
-        }
-    }
-
-    /// Did the file system run out of room (not a fault of the data)?
-    pub fn is_out_of_space(&self) -> bool {
-        match self {
-            StoreError::NoSpace(_) => true,
-            StoreError::Io(e) => out_of_space(e),
-            _ => false,
-        }
-    }
-}
-
-/// ENOSPC, EDQUOT, or EFBIG (a file-size limit).
-pub fn out_of_space(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind as K;
-    matches!(
-        e.kind(),
-        K::StorageFull | K::QuotaExceeded | K::FileTooLarge
-    )
-}
 
 /// Tunables of the store.
 #[derive(Clone, Debug)]
@@ -230,54 +179,4 @@ fn prune_repo(tx: &mut kv::WriteTx, repo: &str) -> Result<(), StoreError> {
 /// A fresh random identifier (128 bits, hex).
 pub fn new_id() -> String {
     crate::verify::hex(&rand::random::<[u8; 16]>())
-}
-
-impl Store {
-    /// Counts and sizes for metrics (a scan of the membership tables).
-    pub fn figures(&self) -> Result<crate::metrics::StoreFigures, StoreError> {
-        use std::collections::HashMap;
-        let tx = self.kv.read()?;
-        let mut sizes: HashMap<Vec<u8>, u64> = HashMap::new();
-        let mut blob_bytes = 0;
-        tx.for_each(Table::Blobs, b"", &mut |k, v| {
-            let size = records::decode::<BlobRecord>("blob record", v)
-                .map(|r| r.size)
-                .unwrap_or(0);
-            blob_bytes += size;
-            sizes.insert(k.to_vec(), size);
-            true
-        })?;
-        let mut linked = 0u64;
-        tx.for_each(Table::RepoBlobs, b"", &mut |k, _| {
-            if let Some(i) = k.iter().rposition(|&b| b == 0) {
-                linked += sizes.get(&k[i + 1..]).copied().unwrap_or(0);
-            }
-            true
-        })?;
-        let count = |t: Table| -> Result<u64, StoreError> {
-            let mut n = 0;
-            tx.for_each(t, b"", &mut |_, _| {
-                n += 1;
-                true
-            })?;
-            Ok(n)
-        };
-        Ok(crate::metrics::StoreFigures {
-            repositories: count(Table::Repos)?,
-            manifests: count(Table::Manifests)?,
-            blobs: sizes.len() as u64,
-            blob_bytes,
-            dedupe_saved_bytes: linked.saturating_sub(blob_bytes),
-            db_bytes: std::fs::metadata(self.db_path())
-                .map(|m| m.len())
-                .unwrap_or(0),
-        })
-    }
-
-    /// Is the store open and writable? (a tiny durable commit)
-    pub fn check_writable(&self) -> Result<(), StoreError> {
-        let mut tx = self.kv.write()?;
-        tx.insert(Table::Meta, b"ready", records::now().to_string().as_bytes())?;
-        tx.commit()
-    }
 }

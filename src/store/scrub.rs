@@ -134,12 +134,7 @@ impl Store {
             manifests.retain(|(d, _)| held.contains(d));
         }
 
-        let threads = match opts.threads {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            n => n,
-        };
+        let threads = verify::parallelism(opts.threads);
         let low = opts.low_priority;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -150,7 +145,7 @@ impl Store {
                 }
             })
             .build()
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| StoreError::from(std::io::Error::other(e)))?;
         let limiter = Limiter {
             bytes_per_s: opts.rate_mb * 1_000_000,
             start: Instant::now(),

@@ -89,6 +89,20 @@ pub fn read_pieces(mut reader: impl Read, each: &mut dyn FnMut(&[u8])) -> std::i
     }
 }
 
+/// Threads for parallel work: `n`, or one per core for 0 (the meaning of 0
+/// in every `threads`/`workers` setting).
+///
+/// ```
+/// assert_eq!(berth::verify::parallelism(3), 3);
+/// assert!(berth::verify::parallelism(0) >= 1);
+/// ```
+pub fn parallelism(n: usize) -> usize {
+    match n {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

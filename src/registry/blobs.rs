@@ -1,0 +1,119 @@
+//! Blobs as clients see them: served only when the repository holds them
+//! and they are not damaged, checked block by block as they are read,
+//! marked damaged when a block fails; mounted across repositories; removed
+//! from a repository.
+
+use std::sync::Arc;
+
+use super::{Error, Registry, Result};
+use crate::oci::{name, Digest};
+use crate::store::{BlobBody, Store};
+
+/// A blob opened for serving.
+pub struct OpenBlob {
+    pub size: u64,
+    pub body: BlobBody,
+    /// blake3 of each 1 MiB block, when reads are verified
+    /// (`verify.on_read`); None serves the bytes unchecked.
+    pub blocks: Option<Vec<u8>>,
+    /// To call with the block that failed verification: counts and logs
+    /// it and marks the blob damaged.
+    pub on_corrupt: CorruptionHook,
+}
+
+/// See [`OpenBlob::on_corrupt`].
+pub type CorruptionHook = Box<dyn Fn(u64) + Send>;
+
+impl Registry {
+    /// Blob `digest` of `repo`, opened, without its block hashes (enough
+    /// for HEAD). Unknown if the repository lacks it; a damaged blob is
+    /// unknown until a push repairs it, so clients that check with HEAD
+    /// before pushing upload it again.
+    pub fn stat_blob(&self, repo: &str, digest: &Digest) -> Result<OpenBlob> {
+        let info = self
+            .store
+            .blob(repo, digest)?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        if self.store.is_damaged(digest)? {
+            return Err(Error::BlobDamaged(digest.clone()));
+        }
+        let body = self.store.open_blob(digest, &info)?;
+        Ok(OpenBlob {
+            size: info.size,
+            body,
+            blocks: None,
+            on_corrupt: corruption_hook(&self.store, &self.metrics, digest),
+        })
+    }
+
+    /// [`Registry::stat_blob`], with the block hashes to check as it is
+    /// read (when `verify.on_read` is on).
+    pub fn open_blob(&self, repo: &str, digest: &Digest) -> Result<OpenBlob> {
+        let mut blob = self.stat_blob(repo, digest)?;
+        if self.config.verify.on_read {
+            blob.blocks = self.store.blob_blocks(digest)?;
+        }
+        Ok(blob)
+    }
+
+    /// Remove blob `digest` from `repo`; its bytes go at the next GC if
+    /// nothing else holds them.
+    pub fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        match self.store.unlink_blob(repo, digest)? {
+            true => Ok(()),
+            false => Err(Error::BlobUnknown(digest.clone())),
+        }
+    }
+
+    /// Whether the store holds blob `digest` intact, in any repository or
+    /// none (bundle import: what need not be carried).
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.store.has_blob(digest)?)
+    }
+
+    /// Link a blob the store holds (staged by bundle import, verified) into
+    /// `repo`, whatever `uploads.automatic_mount` says.
+    pub fn link_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        Ok(self.store.mount_blob(repo, digest, None)?)
+    }
+
+    /// Mount `digest` into `repo`: from `from`, or (automatic mount, when
+    /// configured and authentication is off) from anywhere in the store.
+    /// Returns whether it mounted.
+    pub fn mount(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<bool> {
+        match from {
+            Some(f) if name::is_valid_name(f) => {
+                Ok(self.store.mount_blob(repo, digest, Some(f))?)
+            }
+            Some(_) => Ok(false),
+            // without `from`, a mount could reach repositories the caller
+            // may not pull
+            None if self.config.uploads.automatic_mount && !self.config.auth_on() => {
+                Ok(self.store.mount_blob(repo, digest, None)?)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// What happens when a block of `digest` fails verification on read: it is
+/// counted and logged, and the blob is marked damaged (a write, so on a
+/// thread of its own: the hook runs on the thread serving the blob).
+fn corruption_hook(
+    store: &Arc<Store>,
+    metrics: &Arc<crate::metrics::Metrics>,
+    digest: &Digest,
+) -> CorruptionHook {
+    let (store, metrics, d) = (store.clone(), metrics.clone(), digest.clone());
+    Box::new(move |block: u64| {
+        metrics.corrupt_reads.inc();
+        tracing::error!(digest = %d, block, "corrupt blob block caught on read; transfer aborted, blob marked damaged");
+        let (store, d) = (store.clone(), d.clone());
+        std::thread::spawn(move || {
+            let why = format!("block {block} failed verification on read");
+            if let Err(e) = store.mark_damaged(&d, &why) {
+                tracing::error!(error = %e, "could not mark blob damaged");
+            }
+        });
+    })
+}
