@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::oci::Code;
 use crate::registry::Error;
-use crate::store::StoreError;
 
 /// An error response: status, OCI code, message, detail, extra headers.
 #[derive(Debug)]
@@ -93,26 +92,19 @@ impl ResponseError for ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let mut api = ApiError::new(e.code(), e.to_string()).with_detail(e.detail());
-        match &e {
-            Error::TooLarge { .. } => api.status = StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Store(se) if se.is_out_of_space() => {
-                tracing::error!(error = %se, "store out of space");
-                api.status = StatusCode::INSUFFICIENT_STORAGE;
-            }
-            // clients retry after the header
-            Error::Store(StoreError::Unavailable(_)) => {
-                api = api.with_header("Retry-After", "1".to_string());
-            }
-            Error::Store(se) => tracing::error!(error = %se, "store failure"),
-            _ => {}
+        if let Error::TooLarge { .. } = e {
+            api.status = StatusCode::PAYLOAD_TOO_LARGE;
+        }
+        if e.out_of_space() {
+            api.status = StatusCode::INSUFFICIENT_STORAGE;
+        }
+        // clients retry after the header
+        if let Some(secs) = e.retry_after() {
+            api = api.with_header("Retry-After", secs.to_string());
+        } else if e.is_fault() {
+            tracing::error!(error = %e, "store failure");
         }
         api
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        Error::Store(e).into()
     }
 }
 
@@ -143,6 +135,7 @@ mod tests {
     /// statuses this file overrides.
     #[test]
     fn registry_errors_map_to_codes_statuses_and_detail() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
         let cases = [
             (Error::BlobUnknown(digest()), 404, Code::BlobUnknown),
             (Error::BlobDamaged(digest()), 404, Code::BlobUnknown),
@@ -168,19 +161,8 @@ mod tests {
                 413,
                 Code::SizeInvalid,
             ),
-            (
-                Error::Store(StoreError::Unavailable("x".into())),
-                503,
-                Code::Unavailable,
-            ),
-            (
-                Error::Store(StoreError::from(std::io::Error::from(
-                    std::io::ErrorKind::StorageFull,
-                ))),
-                507,
-                Code::Unknown,
-            ),
-            (Error::Store(StoreError::db("x")), 500, Code::Unknown),
+            (Error::from(full), 507, Code::Unknown),
+            (Error::from(std::io::Error::other("x")), 500, Code::Unknown),
         ];
         for (e, status, code) in cases {
             let what = e.to_string();
@@ -195,7 +177,5 @@ mod tests {
         assert_eq!(a.detail["declared"], 5);
         assert_eq!(a.detail["stored"], 3_000_000);
         assert_eq!(a.detail["digest"], digest().to_string());
-        let unavailable = ApiError::from(Error::Store(StoreError::Unavailable("x".into())));
-        assert_eq!(unavailable.headers, vec![("Retry-After", "1".to_string())]);
     }
 }

@@ -115,6 +115,25 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The file system ran out of room (disk full, quota, size limit): not a
+    /// fault of the data, and answered as such (507).
+    pub fn out_of_space(&self) -> bool {
+        matches!(self, Error::Store(s) if s.is_out_of_space())
+    }
+
+    /// Seconds after which the same request may succeed (writes refused
+    /// for a moment after one failed).
+    pub fn retry_after(&self) -> Option<u64> {
+        matches!(self, Error::Store(StoreError::Unavailable(_))).then_some(1)
+    }
+
+    /// A fault of the registry rather than of the request (to log).
+    pub fn is_fault(&self) -> bool {
+        matches!(self, Error::Store(_))
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Store(StoreError::from(e))
@@ -122,3 +141,23 @@ impl From<std::io::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_faults_classify() {
+        let busy = Error::Store(StoreError::Unavailable("a write failed".into()));
+        assert_eq!(
+            (busy.code(), busy.retry_after()),
+            (Code::Unavailable, Some(1))
+        );
+        let full = Error::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(full.out_of_space() && full.is_fault());
+        assert_eq!(full.code(), Code::Unknown);
+        let gone = Error::ManifestDamaged(format!("sha256:{}", "b".repeat(64)).parse().unwrap());
+        assert!(!gone.is_fault() && gone.retry_after().is_none());
+        assert_eq!(gone.code(), Code::ManifestUnknown);
+    }
+}

@@ -20,7 +20,7 @@ pub mod kv;
 pub mod manifests;
 mod migrate;
 pub mod records;
-mod redo;
+
 pub mod retention;
 pub mod scrub;
 pub mod uploads;
