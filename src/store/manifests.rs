@@ -1,9 +1,12 @@
-//! Manifests, their repository links, tags and referrers.
+//! Manifests and their repository links: push (checks, storage, the tag
+//! moves of `tags`), pull, delete. Small manifests live in the database,
+//! larger ones in files, verified whenever they are read.
 
 use super::commit::Pending;
 use super::files::Files;
 use super::kv::{self, Reader, Table, WriteTx};
 use super::records::{self, ManifestRecord};
+use super::tags::{apply_in, remove_tag, tag_current_in, TagCurrent, TagTarget};
 use super::{prune_repo, touch_repo, Store, StoreError};
 use crate::oci::{Descriptor, Digest, Kind, Reference, Summary};
 
@@ -37,15 +40,6 @@ pub enum PutError {
     Store(#[from] StoreError),
 }
 
-/// A tag's current target, as a tag policy sees it.
-#[derive(Clone, Debug)]
-pub struct TagCurrent {
-    pub digest: Digest,
-    pub summary: Summary,
-    pub bytes: Vec<u8>,
-    pub made_by_berth: bool,
-}
-
 /// A manifest Berth made (a merged index), to be stored with the tag move.
 #[derive(Clone, Debug)]
 pub struct NewManifest {
@@ -54,15 +48,6 @@ pub struct NewManifest {
     pub summary: Summary,
     /// Keep its entries in canonical order on later merges.
     pub made_by_berth: bool,
-}
-
-/// Where a tag points after a change.
-#[derive(Clone, Debug)]
-pub enum TagTarget {
-    Point(Digest),
-    Keep,
-    Remove,
-    Index(Box<NewManifest>),
 }
 
 /// The manifest being pushed, as a tag policy sees it.
@@ -202,81 +187,6 @@ impl Store {
         tx.commit()?;
         Ok(true)
     }
-
-    /// Remove a tag only. Returns whether it existed.
-    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
-        let mut tx = self.kv.write()?;
-        if !remove_tag(&mut tx, &kv::key(&[repo, tag]))? {
-            return Ok(false);
-        }
-        prune_repo(&mut tx, repo)?;
-        tx.commit()?;
-        Ok(true)
-    }
-
-    /// Point `tag` at `new` (or remove it) only if it now points at `expected`.
-    /// `new` must be a manifest of the repository. Returns whether it swapped.
-    pub fn compare_and_swap_tag(
-        &self,
-        repo: &str,
-        tag: &str,
-        expected: Option<&Digest>,
-        new: Option<&Digest>,
-    ) -> Result<bool, PutError> {
-        let mut tx = self.kv.write()?;
-        if !swap_tag_in(&mut tx, repo, tag, expected, new)? {
-            return Ok(false);
-        }
-        tx.commit()?;
-        Ok(true)
-    }
-
-    /// Tags of `repo` in lexical order after `last`, at most `n`.
-    pub fn tags(
-        &self,
-        repo: &str,
-        last: Option<&str>,
-        n: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let p = kv::prefix(&[repo]);
-        let after = last.map(|l| kv::key(&[repo, l]));
-        let rows = self.kv.read()?.scan(Table::Tags, &p, after.as_deref(), n)?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, _)| String::from_utf8_lossy(&k[p.len()..]).into_owned())
-            .collect())
-    }
-
-    /// Descriptors of the manifests in `repo` whose subject is `subject`.
-    pub fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, StoreError> {
-        let tx = self.kv.read()?;
-        let p = kv::prefix(&[repo, &subject.to_string()]);
-        let mut out = Vec::new();
-        for (k, _) in tx.scan(Table::Referrers, &p, None, usize::MAX)? {
-            let d = String::from_utf8_lossy(&k[p.len()..]).into_owned();
-            let Some(rec) = manifest_record(&tx, &d)? else {
-                continue;
-            };
-            let digest: Digest = d
-                .parse()
-                .map_err(|e| StoreError::Corrupt(format!("referrer key {d}: {e}")))?;
-            out.push(Descriptor {
-                media_type: rec.summary.media_type.clone(),
-                digest,
-                size: rec.size,
-                urls: None,
-                annotations: rec.summary.annotations.clone(),
-                platform: None,
-                artifact_type: rec.summary.effective_artifact_type().map(str::to_string),
-            });
-        }
-        Ok(out)
-    }
-
-    /// The parsed summary of a manifest, wherever it is.
-    pub fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
-        manifest_record(&self.kv.read()?, &digest.to_string())
-    }
 }
 
 /// Refuse, or store the manifest and move the tags (see [`ManifestPush`]).
@@ -342,7 +252,7 @@ fn put_in(
 }
 
 /// Record a manifest (if new) and link it into `repo`.
-fn store_in(
+pub(super) fn store_in(
     tx: &mut WriteTx,
     files: &Files,
     repo: &str,
@@ -387,61 +297,8 @@ fn store_in(
     Ok(())
 }
 
-fn tag_current_in(
-    tx: &WriteTx,
-    files: &Files,
-    repo: &str,
-    tag: &str,
-) -> Result<Option<TagCurrent>, StoreError> {
-    let Some(digest) = resolve_in(tx, repo, &Reference::Tag(tag.to_string()))? else {
-        return Ok(None);
-    };
-    let (rec, bytes) = load_in(tx, files, &digest)?;
-    Ok(Some(TagCurrent {
-        digest,
-        summary: rec.summary,
-        bytes,
-        made_by_berth: rec.made_by_berth,
-    }))
-}
-
-/// Move a tag; returns its new digest (None when removed or kept).
-fn apply_in(
-    tx: &mut WriteTx,
-    files: &Files,
-    repo: &str,
-    tag: &str,
-    target: TagTarget,
-) -> Result<Option<Digest>, StoreError> {
-    let k = kv::key(&[repo, tag]);
-    match target {
-        TagTarget::Keep => Ok(None),
-        TagTarget::Remove => {
-            remove_tag(tx, &k)?;
-            Ok(None)
-        }
-        TagTarget::Point(d) => {
-            set_tag(tx, &k, &d.to_string())?;
-            Ok(Some(d))
-        }
-        TagTarget::Index(m) => {
-            store_in(
-                tx,
-                files,
-                repo,
-                &m.digest,
-                &m.bytes,
-                &m.summary,
-                m.made_by_berth,
-            )?;
-            set_tag(tx, &k, &m.digest.to_string())?;
-            Ok(Some(m.digest))
-        }
-    }
-}
-
 /// A manifest's record and bytes.
-fn load_in(
+pub(super) fn load_in(
     tx: &impl Reader,
     files: &Files,
     digest: &Digest,
@@ -488,52 +345,7 @@ fn read_manifest_file(files: &Files, digest: &Digest, size: u64) -> Result<Vec<u
     Ok(bytes)
 }
 
-/// Point a tag (its full key) at a digest, recording when it moved.
-fn set_tag(tx: &mut WriteTx, key: &[u8], digest: &str) -> Result<(), StoreError> {
-    let value = records::tag_value(digest, records::now_millis());
-    tx.insert(Table::Tags, key, &value)
-}
-
-/// Remove a tag (its full key); true if it existed.
-fn remove_tag(tx: &mut WriteTx, key: &[u8]) -> Result<bool, StoreError> {
-    tx.remove(Table::Tags, key)
-}
-
-/// Swap a tag inside `tx`; see [`Store::compare_and_swap_tag`].
-pub(crate) fn swap_tag_in(
-    tx: &mut WriteTx,
-    repo: &str,
-    tag: &str,
-    expected: Option<&Digest>,
-    new: Option<&Digest>,
-) -> Result<bool, PutError> {
-    let k = kv::key(&[repo, tag]);
-    let current = tx.get(Table::Tags, &k)?;
-    if current.as_deref().map(records::tag_digest)
-        != expected
-            .map(|e| e.to_string())
-            .as_deref()
-            .map(str::as_bytes)
-    {
-        return Ok(false);
-    }
-    match new {
-        Some(n) => {
-            let d = n.to_string();
-            if !tx.contains(Table::RepoManifests, &kv::key(&[repo, &d]))? {
-                return Err(PutError::ManifestUnknown(n.clone()));
-            }
-            set_tag(tx, &k, &d)?;
-        }
-        None => {
-            remove_tag(tx, &k)?;
-            prune_repo(tx, repo)?;
-        }
-    }
-    Ok(true)
-}
-
-fn resolve_in(
+pub(super) fn resolve_in(
     tx: &impl Reader,
     repo: &str,
     reference: &Reference,

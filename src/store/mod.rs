@@ -20,9 +20,11 @@ pub mod kv;
 pub mod manifests;
 mod migrate;
 pub mod records;
+pub mod referrers;
 
 pub mod retention;
 pub mod scrub;
+pub mod tags;
 pub mod uploads;
 
 use std::path::{Path, PathBuf};
@@ -36,10 +38,10 @@ pub use error::{out_of_space, Cause, StoreError};
 pub use figures::StoreFigures;
 pub use gc::GcReport;
 pub use manifests::{
-    ManifestData, ManifestPush, NewManifest, PushedManifest, PutError, TagCurrent, TagDigests,
-    TagPolicy, TagTarget,
+    ManifestData, ManifestPush, NewManifest, PushedManifest, PutError, TagDigests, TagPolicy,
 };
 pub use records::{BlobRecord, ManifestRecord, UploadRecord};
+pub use tags::{TagCurrent, TagTarget};
 
 /// The on-disk format version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 3;
