@@ -43,8 +43,10 @@ fn scrub(c: &mut Criterion) {
             let mut h = Hasher::new(Algorithm::Sha256);
             h.update(&b);
             let d = h.finish();
-            let staged = s.files().upload_path(&format!("s{i}"));
-            std::fs::write(&staged, &b).unwrap();
+            let (staged, mut w) = s.stage().unwrap();
+            std::io::Write::write_all(&mut w, &b).unwrap();
+            w.sync().unwrap();
+            drop(w);
             s.commit_blob("bench", &staged, &d, b.len() as u64, &[])
                 .unwrap();
         }

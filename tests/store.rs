@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,11 +20,25 @@ fn open(dir: &Path) -> Store {
     Store::open(dir, &StoreOptions::default()).unwrap()
 }
 
-/// Stage `data` as an upload file and commit it as a blob of `repo`.
+/// Where the files backend keeps the body of `d` (`blobs` or `manifests`):
+/// the on-disk layout these tests damage and inspect.
+fn body_path(store: &Store, kind: &str, d: &Digest) -> std::path::PathBuf {
+    let hex = d.hex();
+    store
+        .root()
+        .join(kind)
+        .join(d.algorithm().name())
+        .join(&hex[..2])
+        .join(hex)
+}
+
+/// Stage `data` and commit it as a blob of `repo`.
 fn put_blob(store: &Store, repo: &str, data: &[u8]) -> Digest {
     let d = verify::digest_bytes(Algorithm::Sha256, data);
-    let staged = store.files().upload_path(&berth::store::new_id());
-    std::fs::write(&staged, data).unwrap();
+    let (staged, mut w) = store.stage().unwrap();
+    w.write_all(data).unwrap();
+    w.sync().unwrap();
+    drop(w);
     let mut blocks = BlockHasher::default();
     blocks.update(data);
     store
@@ -140,7 +155,7 @@ fn sessions_and_content_survive_reopen() {
     let (id, d) = {
         let s = open(dir.path());
         let id = s.create_upload("r").unwrap();
-        std::io::Write::write_all(&mut s.open_upload_file(&id).unwrap(), b"partial").unwrap();
+        s.open_upload(&id).unwrap().write_all(b"partial").unwrap();
         (id, put_image(&s, "r", "t", 3).unwrap())
     };
     // a stray upload file without a session record is removed at open
@@ -148,9 +163,10 @@ fn sessions_and_content_survive_reopen() {
     let s = open(dir.path());
     assert_eq!(s.upload(&id).unwrap().unwrap().repo, "r");
     assert_eq!(
-        std::fs::read(s.files().upload_path(&id)).unwrap(),
+        std::fs::read(dir.path().join("uploads").join(&id)).unwrap(),
         b"partial"
     );
+    assert_eq!(s.upload_stat(&id).unwrap().0, 7);
     assert!(!dir.path().join("uploads").join("stray").exists());
     assert_eq!(
         s.resolve("r", &Reference::Tag("t".into())).unwrap(),
@@ -166,7 +182,7 @@ fn corruption_is_reported_not_served() {
     let s = open(dir.path());
     let data = bytes(4, 10_000);
     let d = put_blob(&s, "r", &data);
-    let path = s.files().blob_path(&d);
+    let path = body_path(&s, "blobs", &d);
     let mut raw = std::fs::read(&path).unwrap();
     raw[5000] ^= 0x01;
     std::fs::write(&path, &raw).unwrap();
@@ -226,8 +242,9 @@ fn schema_1_is_migrated_in_place() {
     let big_d = verify::digest_bytes(Algorithm::Sha256, &big);
     {
         let s = open(dir.path());
-        std::fs::create_dir_all(s.files().manifest_path(&big_d).parent().unwrap()).unwrap();
-        std::fs::write(s.files().manifest_path(&big_d), &big).unwrap();
+        let path = body_path(&s, "manifests", &big_d);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &big).unwrap();
     }
     {
         let kv = Kv::open(&dir.path().join("meta.redb"), 1 << 20).unwrap();
@@ -359,9 +376,11 @@ fn gc_removes_only_garbage_and_frees_disk() {
         s.check_blob(&b.digest).unwrap();
     }
     // orphan files (a crash between install and commit) are collected
-    let orphan = s
-        .files()
-        .blob_path(&verify::digest_bytes(Algorithm::Sha256, b"orphan"));
+    let orphan = body_path(
+        &s,
+        "blobs",
+        &verify::digest_bytes(Algorithm::Sha256, b"orphan"),
+    );
     std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     std::fs::write(&orphan, b"orphan").unwrap();
     assert_eq!(s.gc(false).unwrap().orphan_files_removed, 1);

@@ -239,7 +239,8 @@ impl Ctx<'_> {
         }
         let limit = self.max_manifest;
         let mut bytes = Vec::new();
-        std::fs::File::open(self.staging.files().blob_path(d))?
+        self.staging
+            .open_stored_blob(d)?
             .take(limit + 1)
             .read_to_end(&mut bytes)?;
         if bytes.len() as u64 > limit {

@@ -79,11 +79,12 @@ pub fn images(
 /// the media type follows the bytes.
 fn layer_type(store: &Store, d: &Digest) -> &'static str {
     let mut head = [0u8; 4];
-    let read =
-        std::fs::File::open(store.files().blob_path(d)).and_then(|mut f| f.read_exact(&mut head));
+    let read = store
+        .open_stored_blob(d)
+        .map(|mut f| f.read_exact(&mut head).is_ok());
     match (read, head) {
-        (Ok(()), [0x1f, 0x8b, ..]) => "application/vnd.oci.image.layer.v1.tar+gzip",
-        (Ok(()), [0x28, 0xb5, 0x2f, 0xfd]) => "application/vnd.oci.image.layer.v1.tar+zstd",
+        (Ok(true), [0x1f, 0x8b, ..]) => "application/vnd.oci.image.layer.v1.tar+gzip",
+        (Ok(true), [0x28, 0xb5, 0x2f, 0xfd]) => "application/vnd.oci.image.layer.v1.tar+zstd",
         _ => "application/vnd.oci.image.layer.v1.tar",
     }
 }

@@ -17,8 +17,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use super::layout::{self, Index, Meta};
 use super::{BundleError, Result};
 use crate::oci::{Algorithm, Digest};
-use crate::store::files::read_full;
-use crate::store::{new_id, Store};
+use crate::store::bodies::Staged;
+use crate::store::Store;
+use crate::verify::read_full;
 use crate::verify::{self, blocks::BlockHasher};
 
 /// Metadata files are read whole; anything larger is not a real one.
@@ -311,14 +312,14 @@ enum Job {
     Abort,
 }
 
-struct Staged {
+struct StagedBlob {
     path: String,
     digest: Digest,
     size: u64,
 }
 
 /// A hashing thread: write, hash and stage the blobs it is handed.
-fn work(store: &Store, jobs: Receiver<Job>) -> Vec<Result<Staged>> {
+fn work(store: &Store, jobs: Receiver<Job>) -> Vec<Result<StagedBlob>> {
     let mut out = Vec::new();
     let mut cur: Option<Current> = None;
     for job in jobs {
@@ -336,13 +337,13 @@ fn work(store: &Store, jobs: Receiver<Job>) -> Vec<Result<Staged>> {
             }
             Job::Abort => {
                 if let Some(c) = cur.take() {
-                    c.discard();
+                    c.discard(store);
                 }
             }
         }
     }
     if let Some(c) = cur {
-        c.discard();
+        c.discard(store);
     }
     out
 }
@@ -350,8 +351,10 @@ fn work(store: &Store, jobs: Receiver<Job>) -> Vec<Result<Staged>> {
 struct Current {
     path: String,
     expected: Option<Digest>,
-    tmp: PathBuf,
-    file: io::Result<File>,
+    /// The staged upload's id, and the upload (or why it could not be
+    /// made or written).
+    tmp: Option<String>,
+    file: io::Result<Box<dyn Staged>>,
     hasher: verify::Hasher,
     blocks: BlockHasher,
     n: u64,
@@ -359,15 +362,18 @@ struct Current {
 
 impl Current {
     fn new(store: &Store, path: String, expected: Option<Digest>) -> Current {
-        // in the uploads dir: the store removes strays there when it opens
-        let tmp = store.files().upload_path(&format!("import-{}", new_id()));
+        // a staged upload with no session: the store removes strays when it opens
+        let (tmp, file) = match store.stage() {
+            Ok((id, f)) => (Some(id), Ok(f)),
+            Err(e) => (None, Err(io::Error::other(e))),
+        };
         let alg = expected
             .as_ref()
             .map_or(Algorithm::Sha256, |d| d.algorithm());
         Current {
             path,
             expected,
-            file: File::create(&tmp),
+            file,
             tmp,
             hasher: verify::Hasher::new(alg),
             blocks: BlockHasher::default(),
@@ -386,11 +392,16 @@ impl Current {
         self.n += piece.len() as u64;
     }
 
-    fn finish(self, store: &Store) -> Result<Staged> {
-        let file = match self.file.and_then(|f| f.sync_all().map(|_| f)) {
+    fn finish(self, store: &Store) -> Result<StagedBlob> {
+        let discard = |tmp: &Option<String>| {
+            if let Some(id) = tmp {
+                let _ = store.discard_staged(id);
+            }
+        };
+        let file = match self.file.and_then(|mut f| f.sync().map(|_| f)) {
             Ok(f) => f,
             Err(e) => {
-                let _ = std::fs::remove_file(&self.tmp);
+                discard(&self.tmp);
                 return Err(BundleError::Io(io::Error::new(
                     e.kind(),
                     format!("staging {}: {e}", self.path),
@@ -401,24 +412,30 @@ impl Current {
         let got = self.hasher.finish();
         if let Some(want) = &self.expected {
             if &got != want {
-                let _ = std::fs::remove_file(&self.tmp);
+                discard(&self.tmp);
                 return Err(BundleError::Bad(format!(
                     "{}: content hashes to {got}, not the digest its name says",
                     self.path
                 )));
             }
         }
-        store.stage_blob(&self.tmp, &got, self.n, &self.blocks.finish())?;
-        Ok(Staged {
+        let tmp = self
+            .tmp
+            .as_deref()
+            .expect("a staged upload when its file is");
+        store.stage_blob(tmp, &got, self.n, &self.blocks.finish())?;
+        Ok(StagedBlob {
             path: self.path,
             digest: got,
             size: self.n,
         })
     }
 
-    fn discard(self) {
+    fn discard(self, store: &Store) {
         drop(self.file);
-        let _ = std::fs::remove_file(&self.tmp);
+        if let Some(id) = &self.tmp {
+            let _ = store.discard_staged(id);
+        }
     }
 }
 

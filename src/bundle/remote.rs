@@ -231,9 +231,8 @@ impl Destination for Remote {
             .ok_or_else(|| BundleError::Registry(format!("{what}: no Location")))?
             .to_string();
         let sep = if loc.contains('?') { '&' } else { '?' };
-        let path = staging.files().blob_path(d);
-        let f = std::fs::File::open(&path)?;
-        let len = f.metadata()?.len();
+        let f = staging.open_stored_blob(d)?;
+        let len = f.size()?;
         self.request("PUT", &format!("{loc}{sep}digest={d}"))
             .set("Content-Type", "application/octet-stream")
             .set("Content-Length", &len.to_string())

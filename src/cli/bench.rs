@@ -3,6 +3,7 @@
 //! to a memory bandwidth reference (MB = 10^6 bytes); `ingest`, see
 //! `ingest.rs`.
 
+use std::io::Write;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -181,8 +182,10 @@ fn store_read_rate(buf: &[u8], threads: usize) -> Result<f64, Error> {
             let mut h = Hasher::new(Algorithm::Sha256);
             h.update(&b);
             let d = h.finish();
-            let staged = store.files().upload_path(&format!("bench{i}"));
-            std::fs::write(&staged, &b)?;
+            let (staged, mut w) = store.stage()?;
+            w.write_all(&b)?;
+            w.sync()?;
+            drop(w);
             store.commit_blob("bench", &staged, &d, b.len() as u64, &[])?;
         }
         let r = store.scrub(&ScrubOptions {

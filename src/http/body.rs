@@ -1,6 +1,6 @@
-//! Streaming bodies: files out, request payloads in.
+//! Streaming bodies: blob bodies out (any readable, seekable body the
+//! registry opens), request payloads in.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
 use actix_web::web::{Bytes, Payload};
@@ -13,9 +13,9 @@ use actix_web::http::StatusCode;
 const CHUNK: usize = 256 * 1024;
 
 /// Stream `len` bytes of `file` from `start`, in 256 KiB pieces. Reads come
-/// from the page cache in the common case, so they are done inline.
+/// from the page cache in the common case (files), so they are done inline.
 pub fn file_stream(
-    mut file: File,
+    mut file: impl Read + Seek,
     start: u64,
     len: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
@@ -50,7 +50,7 @@ pub fn file_stream(
 /// is sent. A mismatch calls `on_corrupt(block)` and ends the stream with an
 /// error, so the client sees a failed transfer, never a corrupt byte.
 pub fn verified_stream(
-    mut file: File,
+    mut file: impl Read + Seek,
     size: u64,
     start: u64,
     len: u64,

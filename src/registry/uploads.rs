@@ -2,7 +2,7 @@
 //! byte is hashed once, as it arrives. After a restart a session is rebuilt
 //! from its record and file (the hash is then recomputed from the file once).
 //!
-//! An idle session holds no file descriptor: its partial file is opened by
+//! An idle session holds no file descriptor: its staged upload is opened by
 //! the request that uses it and closed when that request ends (`Use`), so
 //! the number of sessions is bounded by `limits.max_sessions`, not by the
 //! descriptor limit. What other requests may learn of a session while one
@@ -10,9 +10,7 @@
 //! [`Shared`], so a status request never waits for a stalled upload.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,15 +19,17 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::{Error, Registry, Result};
 use crate::oci::{Algorithm, Digest};
+use crate::store::bodies::Staged;
+use crate::store::Store;
 use crate::verify::blocks::BlockHasher;
 use crate::verify::Hasher;
 
 pub struct Session {
     pub id: String,
     pub repo: String,
-    path: PathBuf,
+    store: Arc<Store>,
     /// Open while a request uses the session (see [`Use`]).
-    file: Option<File>,
+    file: Option<Box<dyn Staged>>,
     pub offset: u64,
     /// Hash of bytes `0..offset`; None until rebuilt after a restart.
     hasher: Option<Hasher>,
@@ -82,12 +82,12 @@ impl Shared {
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl Session {
-    fn file(&mut self) -> std::io::Result<&mut File> {
+    fn file(&mut self) -> std::io::Result<&mut Box<dyn Staged>> {
         if self.file.is_none() {
-            let f = OpenOptions::new()
-                .append(true)
-                .read(true)
-                .open(&self.path)?;
+            let f = self
+                .store
+                .open_upload(&self.id)
+                .map_err(std::io::Error::other)?;
             self.file = Some(f);
         }
         Ok(self.file.as_mut().expect("opened above"))
@@ -101,9 +101,7 @@ impl Session {
         let offset = self.offset;
         let file = self.file()?;
         if let Err(e) = file.write_all(data) {
-            let rolled_back = file
-                .set_len(offset)
-                .and_then(|()| file.seek(SeekFrom::Start(offset)));
+            let rolled_back = file.truncate(offset);
             if rolled_back.is_err() {
                 self.shared.closed.store(true, Ordering::SeqCst);
             }
@@ -120,11 +118,7 @@ impl Session {
         self.last_active = Instant::now();
         if self.offset - self.written_back >= WRITEBACK_EVERY {
             if let Some(f) = &self.file {
-                crate::store::files::start_writeback(
-                    f,
-                    self.written_back,
-                    self.offset - self.written_back,
-                );
+                f.write_back(self.written_back, self.offset - self.written_back);
             }
             self.written_back = self.offset;
         }
@@ -284,7 +278,7 @@ impl Registry {
         let s = Session {
             id: id.clone(),
             repo: repo.to_string(),
-            path: self.store.files().upload_path(&id),
+            store: self.store.clone(),
             file: None,
             offset: 0,
             hasher: Some(Hasher::new(alg)),
@@ -353,14 +347,13 @@ impl Registry {
         if rec.repo != repo {
             return Err(unknown());
         }
-        let path = self.store.files().upload_path(id);
-        let offset = std::fs::metadata(&path)?.len();
+        let (offset, _) = self.store.upload_stat(id)?;
         let shared = Arc::new(Shared::default());
         shared.offset.store(offset, Ordering::SeqCst);
         let s = Session {
             id: id.to_string(),
             repo: rec.repo,
-            path,
+            store: self.store.clone(),
             file: None,
             offset,
             hasher: None,
@@ -395,10 +388,10 @@ impl Registry {
                 got,
             });
         }
-        s.file()?.sync_all()?;
+        s.file()?.sync()?;
         s.file = None;
         self.store
-            .commit_blob(&s.repo, &s.path, expected, s.offset, &blocks)?;
+            .commit_blob(&s.repo, &s.id, expected, s.offset, &blocks)?;
         self.close_session(s)
     }
 
@@ -440,10 +433,11 @@ impl Registry {
                     Ok(g) => g.last_active.elapsed(),
                     Err(_) => continue, // busy: in use right now
                 },
-                None => std::fs::metadata(self.store.files().upload_path(&id))
-                    .and_then(|m| m.modified())
+                None => self
+                    .store
+                    .upload_stat(&id)
                     .ok()
-                    .and_then(|t| t.elapsed().ok())
+                    .and_then(|(_, idle)| idle)
                     .unwrap_or(Duration::from_secs(
                         crate::store::records::now().saturating_sub(rec.created),
                     )),

@@ -1,21 +1,18 @@
-//! Blobs: records, repository links, and their files.
+//! Blobs: records, repository links, and their bodies (see `bodies`).
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-
+use super::bodies::{Body, Kind};
 use super::kv::{self, Reader, Table};
 use super::records::{self, BlobRecord};
-use super::{files, prune_repo, touch_repo, Store, StoreError};
+use super::{prune_repo, touch_repo, Store, StoreError};
 use crate::oci::Digest;
 
 /// An open blob body, for ranged reads.
-pub type BlobBody = File;
+pub type BlobBody = Box<dyn Body>;
 
 /// A blob as a repository serves it.
 #[derive(Clone, Debug)]
 pub struct BlobInfo {
     pub size: u64,
-    pub path: PathBuf,
 }
 
 impl Store {
@@ -26,10 +23,7 @@ impl Store {
         if !tx.contains(Table::RepoBlobs, &kv::key(&[repo, &d]))? {
             return Ok(None);
         }
-        Ok(blob_record(&tx, &d)?.map(|r| BlobInfo {
-            size: r.size,
-            path: self.files.blob_path(digest),
-        }))
+        Ok(blob_record(&tx, &d)?.map(|r| BlobInfo { size: r.size }))
     }
 
     /// The blob record of `digest`, in whatever repository.
@@ -37,28 +31,39 @@ impl Store {
         blob_record(&self.kv.read()?, &digest.to_string())
     }
 
-    /// Open a blob's file, checking its size against the record.
-    pub fn open_blob(&self, digest: &Digest, info: &BlobInfo) -> Result<File, StoreError> {
-        let f = File::open(&info.path)
-            .map_err(|e| StoreError::Corrupt(format!("blob {digest}: file unreadable: {e}")))?;
-        let len = f.metadata()?.len();
+    /// Open a blob's body, checking its size against the record.
+    pub fn open_blob(&self, digest: &Digest, info: &BlobInfo) -> Result<BlobBody, StoreError> {
+        let body = self
+            .bodies
+            .open(Kind::Blob, digest)
+            .map_err(|e| StoreError::Corrupt(format!("blob {digest}: body unreadable: {e}")))?;
+        let len = body.size()?;
         if len != info.size {
             return Err(StoreError::Corrupt(format!(
-                "blob {digest}: file has {len} bytes, record says {}",
+                "blob {digest}: body has {len} bytes, record says {}",
                 info.size
             )));
         }
-        Ok(f)
+        Ok(body)
     }
 
-    /// Make a verified, fsynced staged file the blob `digest` of `repo`,
-    /// with the blake3 hash of each of its blocks. The staged file is
-    /// consumed (moved into place, or removed when the store already holds
-    /// the blob intact). A blob marked damaged is repaired by this.
+    /// The body of blob `digest`, in whatever repository (bundle export
+    /// and import read what they carry this way).
+    pub fn open_stored_blob(&self, digest: &Digest) -> Result<BlobBody, StoreError> {
+        let rec = self
+            .blob_anywhere(digest)?
+            .ok_or_else(|| StoreError::Corrupt(format!("blob {digest}: no record")))?;
+        self.open_blob(digest, &BlobInfo { size: rec.size })
+    }
+
+    /// Make a verified, synced staged upload `staged` the blob `digest` of
+    /// `repo`, with the blake3 hash of each of its blocks. The staged
+    /// upload is consumed (installed, or removed when the store already
+    /// holds the blob intact). A blob marked damaged is repaired by this.
     pub fn commit_blob(
         &self,
         repo: &str,
-        staged: &Path,
+        staged: &str,
         digest: &Digest,
         size: u64,
         blocks: &[u8],
@@ -71,7 +76,7 @@ impl Store {
     /// before any tag moves; GC collects what is never linked).
     pub fn stage_blob(
         &self,
-        staged: &Path,
+        staged: &str,
         digest: &Digest,
         size: u64,
         blocks: &[u8],
@@ -85,7 +90,7 @@ impl Store {
         let tx = self.kv.read()?;
         Ok(blob_record(&tx, &d)?.is_some()
             && !tx.contains(Table::Damaged, d.as_bytes())?
-            && self.files.blob_path(digest).exists())
+            && self.bodies.exists(Kind::Blob, digest)?)
     }
 
     /// Every blob the store holds intact, in digest order (an inventory).
@@ -117,7 +122,7 @@ impl Store {
     fn install_blob(
         &self,
         repo: Option<&str>,
-        staged: &Path,
+        staged: &str,
         digest: &Digest,
         size: u64,
         blocks: &[u8],
@@ -127,11 +132,11 @@ impl Store {
         let mut tx = self.kv.write()?;
         let damaged = tx.contains(Table::Damaged, d.as_bytes())?;
         match blob_record(&tx, &d)? {
-            Some(r) if r.size == size && !damaged && self.files.blob_path(digest).exists() => {
-                files::remove_if_exists(staged)?;
+            Some(r) if r.size == size && !damaged && self.bodies.exists(Kind::Blob, digest)? => {
+                self.bodies.remove_staged(staged)?;
             }
             _ => {
-                self.files.install(staged, &self.files.blob_path(digest))?;
+                self.bodies.install(staged, Kind::Blob, digest)?;
                 let rec = BlobRecord {
                     size,
                     created: records::now(),
@@ -257,16 +262,9 @@ impl Store {
 
     /// Re-hash a blob's file and compare with its digest and recorded size.
     pub fn check_blob(&self, digest: &Digest) -> Result<(), StoreError> {
-        let rec = self
-            .blob_anywhere(digest)?
-            .ok_or_else(|| StoreError::Corrupt(format!("blob {digest}: no record")))?;
-        let info = BlobInfo {
-            size: rec.size,
-            path: self.files.blob_path(digest),
-        };
-        let f = self.open_blob(digest, &info)?;
+        let body = self.open_stored_blob(digest)?;
         let (got, _) =
-            crate::verify::digest_reader(digest.algorithm(), std::io::BufReader::new(f))?;
+            crate::verify::digest_reader(digest.algorithm(), std::io::BufReader::new(body))?;
         if &got != digest {
             return Err(StoreError::Corrupt(format!(
                 "blob {digest}: content hashes to {got}"

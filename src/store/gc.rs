@@ -8,15 +8,14 @@
 //! time window is involved.
 
 use std::collections::HashSet;
-use std::fs;
-use std::path::Path;
 
 use serde::Serialize;
 
+use super::bodies::Kind;
 use super::kv::{Reader, Table};
 use super::manifests::{is_index, manifest_record};
 use super::records::{self, BlobRecord};
-use super::{files, Store, StoreError};
+use super::{Store, StoreError};
 use crate::oci::Digest;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -87,7 +86,7 @@ impl Store {
             report.blobs_removed += 1;
             report.bytes_reclaimed += size;
             if let Ok(digest) = d.parse::<Digest>() {
-                dead_files.push(self.files.blob_path(&digest));
+                dead_files.push((Kind::Blob, digest));
             }
             if !dry_run {
                 tx.remove(Table::Blobs, d.as_bytes())?;
@@ -110,7 +109,7 @@ impl Store {
                 report.bytes_reclaimed += size;
                 if in_file {
                     if let Ok(digest) = d.parse::<Digest>() {
-                        dead_files.push(self.files.manifest_path(&digest));
+                        dead_files.push((Kind::Manifest, digest));
                     }
                 }
             }
@@ -124,24 +123,27 @@ impl Store {
             return Ok(report);
         }
         tx.commit()?;
-        for f in dead_files {
-            files::remove_if_exists(&f)?;
+        for (kind, d) in dead_files {
+            self.bodies.delete(kind, &d)?;
         }
 
-        // Orphan files: content-addressed files whose record is gone.
+        // Orphans: bodies whose record is gone (a crash between install and
+        // commit).
         let tx = self.kv.read()?;
-        for (dir, table) in [("blobs", Table::Blobs), ("manifests", Table::Manifests)] {
+        for (kind, table) in [
+            (Kind::Blob, Table::Blobs),
+            (Kind::Manifest, Table::Manifests),
+        ] {
             let mut orphans = Vec::new();
-            walk_addressed(&self.files.root().join(dir), &mut |alg, hex, path| {
-                let key = format!("{alg}:{hex}");
-                if !tx.contains(table, key.as_bytes()).unwrap_or(true) {
-                    orphans.push(path.to_path_buf());
+            self.bodies.list(kind, &mut |d, size| {
+                if !tx.contains(table, d.to_string().as_bytes()).unwrap_or(true) {
+                    orphans.push((d, size));
                 }
             })?;
-            for p in orphans {
-                report.bytes_reclaimed += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            for (d, size) in orphans {
+                report.bytes_reclaimed += size;
                 report.orphan_files_removed += 1;
-                files::remove_if_exists(&p)?;
+                self.bodies.delete(kind, &d)?;
             }
         }
         Ok(report)
@@ -151,28 +153,4 @@ impl Store {
 fn last_part(k: &[u8]) -> Option<String> {
     let i = k.iter().rposition(|&b| b == 0)?;
     Some(String::from_utf8_lossy(&k[i + 1..]).into_owned())
-}
-
-/// Visit every `<dir>/<alg>/<xx>/<hex>` file.
-fn walk_addressed(dir: &Path, f: &mut dyn FnMut(&str, &str, &Path)) -> Result<(), StoreError> {
-    let Ok(algs) = fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for alg in algs {
-        let alg = alg?;
-        let alg_name = alg.file_name().to_string_lossy().into_owned();
-        let Ok(shards) = fs::read_dir(alg.path()) else {
-            continue;
-        };
-        for shard in shards {
-            let Ok(entries) = fs::read_dir(shard?.path()) else {
-                continue;
-            };
-            for e in entries {
-                let e = e?;
-                f(&alg_name, &e.file_name().to_string_lossy(), &e.path());
-            }
-        }
-    }
-    Ok(())
 }

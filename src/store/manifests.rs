@@ -2,13 +2,15 @@
 //! moves of `tags`), pull, delete. Small manifests live in the database,
 //! larger ones in files, verified whenever they are read.
 
+use super::bodies::{Bodies, Kind};
 use super::commit::Pending;
-use super::files::Files;
 use super::kv::{self, Reader, Table, WriteTx};
 use super::records::{self, ManifestRecord};
 use super::tags::{apply_in, remove_tag, tag_current_in, TagCurrent, TagTarget};
 use super::{prune_repo, touch_repo, Store, StoreError};
-use crate::oci::{Descriptor, Digest, Kind, Reference, Summary};
+use std::io::Read;
+
+use crate::oci::{Descriptor, Digest, Reference, Summary};
 
 /// Manifests up to this size live inside the database; larger ones in files.
 pub const INLINE_MAX: usize = 64 * 1024;
@@ -102,8 +104,8 @@ impl Store {
     /// the pushes arriving at the same time (see `commit`). Every blob and
     /// child it names must already be in the repository.
     pub fn submit_manifest(&self, push: ManifestPush) -> Pending<TagDigests, PutError> {
-        let files = self.files.clone();
-        self.committer.submit(move |tx| put_in(tx, &files, push))
+        let files = self.bodies.clone();
+        self.committer.submit(move |tx| put_in(tx, &*files, push))
     }
 
     /// [`Store::submit_manifest`], waiting for the outcome.
@@ -117,7 +119,7 @@ impl Store {
         tx: &impl Reader,
         digest: &Digest,
     ) -> Result<(ManifestRecord, Vec<u8>), StoreError> {
-        load_in(tx, &self.files, digest)
+        load_in(tx, &*self.bodies, digest)
     }
 
     /// The digest a reference names in `repo`, if the repository holds it.
@@ -165,14 +167,14 @@ impl Store {
                 remove_tag(&mut tx, &k)?;
                 continue;
             }
-            let Some(current) = tag_current_in(&tx, &self.files, repo, &tag)? else {
+            let Some(current) = tag_current_in(&tx, &*self.bodies, repo, &tag)? else {
                 continue;
             };
             if is_index(&current.summary)
                 && current.summary.children.iter().any(|c| &c.digest == digest)
             {
                 let target = prune(&current, digest);
-                apply_in(&mut tx, &self.files, repo, &tag, target)?;
+                apply_in(&mut tx, &*self.bodies, repo, &tag, target)?;
             }
         }
         if let Some(rec) = manifest_record(&tx, &d)? {
@@ -192,7 +194,7 @@ impl Store {
 /// Refuse, or store the manifest and move the tags (see [`ManifestPush`]).
 fn put_in(
     tx: &mut WriteTx,
-    files: &Files,
+    files: &dyn Bodies,
     push: ManifestPush,
 ) -> Result<Result<TagDigests, PutError>, StoreError> {
     let ManifestPush {
@@ -254,7 +256,7 @@ fn put_in(
 /// Record a manifest (if new) and link it into `repo`.
 pub(super) fn store_in(
     tx: &mut WriteTx,
-    files: &Files,
+    files: &dyn Bodies,
     repo: &str,
     digest: &Digest,
     bytes: &[u8],
@@ -265,7 +267,7 @@ pub(super) fn store_in(
     let in_file = bytes.len() > INLINE_MAX;
     if !tx.contains(Table::Manifests, d.as_bytes())? {
         if in_file && read_manifest_file(files, digest, bytes.len() as u64).is_err() {
-            files.write_durable(&files.manifest_path(digest), bytes)?;
+            files.put(Kind::Manifest, digest, bytes)?;
         }
         let inline = (!in_file).then_some(bytes);
         let value = records::encode_manifest(summary, bytes.len() as u64, made_by_berth, inline);
@@ -274,7 +276,7 @@ pub(super) fn store_in(
         // The same bytes again repair a file that rotted (verify on read
         // refuses to serve it meanwhile).
         if let Err(why) = read_manifest_file(files, digest, bytes.len() as u64) {
-            files.write_durable(&files.manifest_path(digest), bytes)?;
+            files.put(Kind::Manifest, digest, bytes)?;
             tracing::info!(digest = %d, was = %why, "damaged manifest repaired by a push");
         }
         tx.remove(Table::DamagedManifests, d.as_bytes())?;
@@ -300,7 +302,7 @@ pub(super) fn store_in(
 /// A manifest's record and bytes.
 pub(super) fn load_in(
     tx: &impl Reader,
-    files: &Files,
+    files: &dyn Bodies,
     digest: &Digest,
 ) -> Result<(ManifestRecord, Vec<u8>), StoreError> {
     let d = digest.to_string();
@@ -329,9 +331,12 @@ pub(super) fn load_in(
 /// The bytes of a manifest kept in a file, checked against its digest
 /// (a file on disk can rot; what a client gets must hash to the digest).
 /// Err says what is wrong.
-fn read_manifest_file(files: &Files, digest: &Digest, size: u64) -> Result<Vec<u8>, String> {
-    let bytes =
-        std::fs::read(files.manifest_path(digest)).map_err(|e| format!("file unreadable: {e}"))?;
+fn read_manifest_file(files: &dyn Bodies, digest: &Digest, size: u64) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    files
+        .open(Kind::Manifest, digest)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| format!("file unreadable: {e}"))?;
     if bytes.len() as u64 != size {
         return Err(format!(
             "file has {} bytes, record says {size}",
@@ -376,5 +381,5 @@ pub(crate) fn manifest_record(
 
 /// Is this summary an index (for GC's walk over children)?
 pub(crate) fn is_index(s: &Summary) -> bool {
-    s.kind == Kind::Index
+    s.kind == crate::oci::Kind::Index
 }

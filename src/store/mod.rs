@@ -5,16 +5,17 @@
 //!   repository membership, tags, referrers, upload sessions.
 //! * `meta.redo`: its redo log ([`redo`]), which makes commits durable
 //!   between checkpoints.
-//! * `blobs/`, `manifests/`, `uploads/`: content-addressed files ([`files`]).
+//! * blob bodies and large manifests, behind [`bodies`] (content-addressed
+//!   files: `blobs/`, `manifests/`, `uploads/`).
 //!
-//! A file without a committed record is garbage; a record is committed only
-//! after its file is durable. Every logical change is one write transaction.
+//! A body without a committed record is garbage; a record is committed only
+//! after its body is durable. Every logical change is one write transaction.
 
 pub mod blobs;
+pub mod bodies;
 pub mod commit;
 mod error;
 pub mod figures;
-pub mod files;
 pub mod gc;
 pub mod kv;
 pub mod manifests;
@@ -61,7 +62,9 @@ impl Default for StoreOptions {
 
 pub struct Store {
     kv: Kv,
-    files: files::Files,
+    bodies: Arc<dyn bodies::Bodies>,
+    /// The data directory.
+    root: PathBuf,
     /// Held shared while a file is installed and its record committed, and
     /// exclusively while GC commits and deletes files: GC never removes a
     /// file that a concurrent commit has just made live. Writers are not
@@ -75,14 +78,15 @@ pub struct Store {
 impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let files = files::Files::new(dir)?;
+        let bodies = bodies::open(dir)?;
         let kv = Kv::open(&dir.join("meta.redb"), opts.cache_mb.max(1) << 20)?;
         check_schema(&kv)?;
         let install_gate = Arc::new(RwLock::new(()));
         let committer = commit::Committer::start(kv.clone(), install_gate.clone())?;
         let store = Store {
             kv,
-            files,
+            bodies,
+            root: dir.to_path_buf(),
             install_gate,
             committer,
         };
@@ -91,15 +95,11 @@ impl Store {
     }
 
     pub fn root(&self) -> &Path {
-        self.files.root()
+        &self.root
     }
 
     pub fn kv(&self) -> &Kv {
         &self.kv
-    }
-
-    pub fn files(&self) -> &files::Files {
-        &self.files
     }
 
     fn gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::bodies::Kind;
 use super::kv::{self, Reader, Table};
 use super::manifests::{is_index, manifest_record};
 use super::records::{self, BlobRecord, ManifestRecord};
@@ -253,14 +254,11 @@ impl Store {
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<(), String> {
         let d: Digest = digest.parse().map_err(|e| format!("record key: {e}"))?;
-        let path = self.files.blob_path(&d);
-        let f = std::fs::File::open(&path).map_err(|e| format!("file unreadable: {e}"))?;
-        let total = f
-            .metadata()
-            .map_err(|e| format!("file unreadable: {e}"))?
-            .len();
+        let unreadable = |e: std::io::Error| format!("body unreadable: {e}");
+        let body = self.bodies.open(Kind::Blob, &d).map_err(unreadable)?;
+        let total = body.size().map_err(unreadable)?;
         if total != size {
-            return Err(format!("file has {total} bytes, record says {size}"));
+            return Err(format!("body has {total} bytes, record says {size}"));
         }
         let mut h = verify::Hasher::new(d.algorithm());
         let mut hashed = |chunk: &[u8]| {
@@ -271,10 +269,15 @@ impl Store {
                 p(all);
             }
         };
-        let read = if mapped {
-            read_mapped(&f, size, &mut hashed)
-        } else {
-            verify::read_pieces(f, &mut hashed)
+        // maps need a local file; bodies elsewhere are read
+        let local = mapped
+            .then(|| self.bodies.local_path(Kind::Blob, &d))
+            .flatten();
+        let read = match local {
+            Some(path) => {
+                std::fs::File::open(path).and_then(|f| read_mapped(&f, size, &mut hashed))
+            }
+            None => verify::read_pieces(body, &mut hashed),
         }
         .map_err(|e| format!("read failed: {e}"))?;
         if read != size {

@@ -2,7 +2,7 @@
 //! listing, deletion, compare-and-swap, and the moves a push makes as its
 //! tag policy decides (inside the push's transaction).
 
-use super::files::Files;
+use super::bodies::Bodies;
 use super::kv::{self, Reader, Table, WriteTx};
 use super::manifests::{load_in, resolve_in, store_in, NewManifest, PutError};
 use super::records;
@@ -75,7 +75,7 @@ impl Store {
 
 pub(super) fn tag_current_in(
     tx: &WriteTx,
-    files: &Files,
+    files: &dyn Bodies,
     repo: &str,
     tag: &str,
 ) -> Result<Option<TagCurrent>, StoreError> {
@@ -94,7 +94,7 @@ pub(super) fn tag_current_in(
 /// Move a tag; returns its new digest (None when removed or kept).
 pub(super) fn apply_in(
     tx: &mut WriteTx,
-    files: &Files,
+    files: &dyn Bodies,
     repo: &str,
     tag: &str,
     target: TagTarget,

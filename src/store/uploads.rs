@@ -1,19 +1,19 @@
-//! Upload sessions: a durable record per session and its partial file
-//! `uploads/<id>`. The file's length is the session's offset, so a session
-//! survives a restart with nothing else to recover.
+//! Upload sessions: a durable record per session and its staged upload in
+//! `bodies`, whose length is the session's offset, so a session survives a
+//! restart with nothing else to recover.
 
-use std::fs::{self, File, OpenOptions};
+use std::time::Duration;
 
+use super::bodies::Staged;
 use super::kv::{Reader, Table};
 use super::records::{self, UploadRecord};
-use super::{files, new_id, Store, StoreError};
+use super::{new_id, Store, StoreError};
 
 impl Store {
     /// Open a new upload session for `repo`; returns its id.
     pub fn create_upload(&self, repo: &str) -> Result<String, StoreError> {
         let id = new_id();
-        File::create(self.files.upload_path(&id))?;
-        files::fsync_dir(&self.files.uploads_dir())?;
+        drop(self.bodies.create_staged(&id)?);
         let rec = UploadRecord {
             repo: repo.to_string(),
             created: records::now(),
@@ -32,22 +32,38 @@ impl Store {
             .transpose()
     }
 
-    /// Open the session's partial file for appending.
-    pub fn open_upload_file(&self, id: &str) -> Result<File, StoreError> {
-        Ok(OpenOptions::new()
-            .append(true)
-            .read(true)
-            .open(self.files.upload_path(id))?)
+    /// The session's staged upload, to append to (and read back).
+    pub fn open_upload(&self, id: &str) -> Result<Box<dyn Staged>, StoreError> {
+        Ok(self.bodies.open_staged(id)?)
     }
 
-    /// Forget a session and its partial file (cancel, expiry, or after the
-    /// file was moved into place).
+    /// What the session holds, and how long ago it was last written.
+    pub fn upload_stat(&self, id: &str) -> Result<(u64, Option<Duration>), StoreError> {
+        Ok(self.bodies.staged_stat(id)?)
+    }
+
+    /// Forget a session and its staged upload (cancel, expiry, or after it
+    /// was installed).
     pub fn remove_upload(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.kv.write()?;
         let existed = tx.remove(Table::Uploads, id.as_bytes())?;
         tx.commit()?;
-        files::remove_if_exists(&self.files.upload_path(id))?;
+        self.bodies.remove_staged(id)?;
         Ok(existed)
+    }
+
+    /// A staged upload with no session (bundle import, benchmarks): write
+    /// it, sync it, then `stage_blob` or `commit_blob` it. One left behind
+    /// is removed when the store next opens.
+    pub fn stage(&self) -> Result<(String, Box<dyn Staged>), StoreError> {
+        let id = format!("s-{}", new_id());
+        let staged = self.bodies.create_staged(&id)?;
+        Ok((id, staged))
+    }
+
+    /// Remove a staged upload made by `stage` that will not be committed.
+    pub fn discard_staged(&self, id: &str) -> Result<(), StoreError> {
+        Ok(self.bodies.remove_staged(id)?)
     }
 
     /// Every open session.
@@ -68,17 +84,14 @@ impl Store {
         }
     }
 
-    /// At open: partial files whose session was never recorded (a crash
-    /// between creating the file and committing the record, or a
-    /// single-request upload cut short) are removed.
+    /// At open: staged uploads whose session was never recorded (a crash
+    /// between creating one and committing its record, a single-request
+    /// upload cut short, an import or a benchmark that stopped) are removed.
     pub(super) fn remove_stray_uploads(&self) -> Result<(), StoreError> {
         let tx = self.kv.read()?;
-        for entry in fs::read_dir(self.files.uploads_dir())? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if !tx.contains(Table::Uploads, name.as_bytes())? {
-                files::remove_if_exists(&entry.path())?;
+        for id in self.bodies.staged_ids()? {
+            if !tx.contains(Table::Uploads, id.as_bytes())? {
+                self.bodies.remove_staged(&id)?;
             }
         }
         Ok(())

@@ -89,6 +89,20 @@ pub fn read_pieces(mut reader: impl Read, each: &mut dyn FnMut(&[u8])) -> std::i
     }
 }
 
+/// Read until `buf` is full or the input ends; how much was read.
+pub fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Threads for parallel work: `n`, or one per core for 0 (the meaning of 0
 /// in every `threads`/`workers` setting).
 ///

@@ -22,7 +22,7 @@ use std::io::{self, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::store::files::read_full;
+use crate::verify::read_full;
 
 const HEADER: usize = 4 + 8 + 8;
 

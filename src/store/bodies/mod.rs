@@ -1,0 +1,82 @@
+//! The blob seam: where blob bodies, and manifests too large for the
+//! metadata database, are kept. Content-addressed and exact: a body is the
+//! bytes whose digest names it. Content-addressed files under the data
+//! directory (`files.rs`) are the first implementation; nothing outside
+//! `store` knows which is in use.
+//!
+//! What the store relies on, whatever the implementation:
+//! * a staged upload (named by its session id) survives a restart, and its
+//!   length is what it holds;
+//! * `install` makes a synced staged upload the durable body of a digest,
+//!   atomically: a reader never sees half a body;
+//! * a body becomes part of the registry only through the metadata commit
+//!   that names it, after `install`; one without a record is an orphan,
+//!   which GC finds with `list` and removes.
+
+mod files;
+
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use files::FileBodies;
+
+use crate::oci::Digest;
+
+/// What a body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Blob,
+    /// A manifest over the size kept in the database.
+    Manifest,
+}
+
+/// An open body, read from any offset.
+pub trait Body: Read + Seek + Send {
+    /// Its length in bytes.
+    fn size(&self) -> io::Result<u64>;
+}
+
+/// A staged upload, open for appending (and reading back).
+pub trait Staged: Read + Write + Seek + Send {
+    /// Make every byte written so far durable.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cut back to `len` bytes (after a write that failed part-way).
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Start writing bytes `from..from + len` to stable storage without
+    /// waiting, so the final `sync` finds little left (a hint).
+    fn write_back(&self, _from: u64, _len: u64) {}
+}
+
+/// Where bodies are kept.
+pub trait Bodies: Send + Sync {
+    /// A new, empty staged upload `id`, durable (it survives a restart).
+    fn create_staged(&self, id: &str) -> io::Result<Box<dyn Staged>>;
+    /// Staged upload `id`, to append to and read back.
+    fn open_staged(&self, id: &str) -> io::Result<Box<dyn Staged>>;
+    /// Its length, and how long ago it was last written (if known).
+    fn staged_stat(&self, id: &str) -> io::Result<(u64, Option<Duration>)>;
+    /// Remove staged upload `id`; one already gone is not an error.
+    fn remove_staged(&self, id: &str) -> io::Result<()>;
+    /// Every staged upload.
+    fn staged_ids(&self) -> io::Result<Vec<String>>;
+    /// Make staged upload `id` (synced) the durable body of `digest`; the
+    /// staged upload is gone afterwards.
+    fn install(&self, id: &str, kind: Kind, digest: &Digest) -> io::Result<()>;
+    /// Write `bytes` durably as the body of `digest`.
+    fn put(&self, kind: Kind, digest: &Digest, bytes: &[u8]) -> io::Result<()>;
+    fn open(&self, kind: Kind, digest: &Digest) -> io::Result<Box<dyn Body>>;
+    fn exists(&self, kind: Kind, digest: &Digest) -> io::Result<bool>;
+    /// Remove the body of `digest`; one already gone is not an error.
+    fn delete(&self, kind: Kind, digest: &Digest) -> io::Result<()>;
+    /// Every body of `kind`, with its size (for orphan collection).
+    fn list(&self, kind: Kind, each: &mut dyn FnMut(Digest, u64)) -> io::Result<()>;
+    /// The body as a local file, where bodies are files (memory-mapped
+    /// reads in an offline verify); None otherwise.
+    fn local_path(&self, kind: Kind, digest: &Digest) -> Option<PathBuf>;
+}
+
+/// The implementation for a data directory `root`.
+pub fn open(root: &Path) -> io::Result<std::sync::Arc<dyn Bodies>> {
+    Ok(std::sync::Arc::new(FileBodies::new(root)?))
+}
