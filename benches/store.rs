@@ -19,10 +19,9 @@ fn data(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Write `data` in 1 MiB pieces while hashing (digest and block hashes),
-/// fsync: what an upload does.
-fn stage(path: &Path, data: &[u8]) -> (berth::oci::Digest, Vec<u8>) {
-    let mut f = std::fs::File::create(path).unwrap();
+/// Write `data` to `f` in 1 MiB pieces while hashing (digest and block
+/// hashes): what an upload does.
+fn write_hashed(f: &mut impl Write, data: &[u8]) -> (berth::oci::Digest, Vec<u8>) {
     let mut h = Hasher::new(Algorithm::Sha256);
     let mut b = BlockHasher::default();
     for c in data.chunks(MIB) {
@@ -30,22 +29,24 @@ fn stage(path: &Path, data: &[u8]) -> (berth::oci::Digest, Vec<u8>) {
         h.update(c);
         b.update(c);
     }
-    f.sync_all().unwrap();
     (h.finish(), b.finish())
 }
 
-/// [`stage`] through the store's staged-upload seam; returns the staged id too.
+/// [`write_hashed`] into a plain file, fsynced.
+fn stage(path: &Path, data: &[u8]) -> (berth::oci::Digest, Vec<u8>) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let hashed = write_hashed(&mut f, data);
+    f.sync_all().unwrap();
+    hashed
+}
+
+/// [`write_hashed`] into a staged upload of the store, synced; returns the
+/// staged id too.
 fn stage_in(s: &Store, data: &[u8]) -> (String, berth::oci::Digest, Vec<u8>) {
     let (id, mut f) = s.stage().unwrap();
-    let mut h = Hasher::new(Algorithm::Sha256);
-    let mut b = BlockHasher::default();
-    for c in data.chunks(MIB) {
-        f.write_all(c).unwrap();
-        h.update(c);
-        b.update(c);
-    }
+    let (d, blocks) = write_hashed(&mut f, data);
     f.sync().unwrap();
-    (id, h.finish(), b.finish())
+    (id, d, blocks)
 }
 
 fn blob_write(c: &mut Criterion) {

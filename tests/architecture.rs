@@ -45,7 +45,10 @@ fn modules() -> BTreeMap<String, Vec<PathBuf>> {
     let lib = std::fs::read_to_string(root().join("lib.rs")).unwrap();
     let mut out = BTreeMap::new();
     for line in lib.lines() {
-        let Some(name) = line.strip_prefix("pub mod ").and_then(|l| l.strip_suffix(';')) else {
+        let Some(name) = line
+            .strip_prefix("pub mod ")
+            .and_then(|l| l.strip_suffix(';'))
+        else {
             continue;
         };
         let dir = root().join(name);
@@ -85,18 +88,25 @@ fn uses() -> BTreeMap<String, BTreeSet<String>> {
 /// Does `text` hold `word` as a whole word?
 fn has_word(text: &str, word: &str) -> bool {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    text.match_indices(word).any(|(i, _)| {
-        !text[..i].ends_with(ident) && !text[i + word.len()..].starts_with(ident)
-    })
+    text.match_indices(word)
+        .any(|(i, _)| !text[..i].ends_with(ident) && !text[i + word.len()..].starts_with(ident))
 }
 
 #[test]
 fn http_reaches_the_store_only_through_the_registry() {
     for p in files(&root().join("http")) {
         let text = code(&p);
-        assert!(!text.contains("crate::store"), "{} names the store", p.display());
+        assert!(
+            !text.contains("crate::store"),
+            "{} names the store",
+            p.display()
+        );
         for word in ["Store", "StoreError", "Kv"] {
-            assert!(!has_word(&text, word), "{} names the store ({word})", p.display());
+            assert!(
+                !has_word(&text, word),
+                "{} names the store ({word})",
+                p.display()
+            );
         }
     }
 }
@@ -105,19 +115,29 @@ fn http_reaches_the_store_only_through_the_registry() {
 fn layers_import_downward() {
     let uses = uses();
     let forbidden = [
-        ("store", &["registry", "http", "auth", "metrics", "config", "bundle"][..]),
-        ("oci", &["auth", "bundle", "config", "http", "metrics", "registry", "store", "verify"][..]),
-        ("verify", &["registry", "http", "store", "auth", "config", "metrics"][..]),
+        (
+            "store",
+            &["registry", "http", "auth", "metrics", "config", "bundle"][..],
+        ),
+        (
+            "oci",
+            &[
+                "auth", "bundle", "config", "http", "metrics", "registry", "store", "verify",
+            ][..],
+        ),
+        (
+            "verify",
+            &["registry", "http", "store", "auth", "config", "metrics"][..],
+        ),
         ("registry", &["http", "bundle"][..]),
-        ("auth", &["config", "registry", "http", "store", "metrics"][..]),
+        (
+            "auth",
+            &["config", "registry", "http", "store", "metrics"][..],
+        ),
     ];
     for (m, not) in forbidden {
         for n in not {
-            assert!(
-                !uses[m].contains(*n),
-                "{m} imports {n}: {:?}",
-                uses[m]
-            );
+            assert!(!uses[m].contains(*n), "{m} imports {n}: {:?}", uses[m]);
         }
     }
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Every error leaves as the OCI error body
 //! `{"errors":[{"code","message","detail"}]}`, with the status its
 //! [`Code`] goes with, or one of the few others this file names.
@@ -12,9 +13,13 @@ use crate::registry::Error;
 /// An error response: status, OCI code, message, detail, extra headers.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The OCI error code.
     pub code: Code,
+    /// What went wrong, for people.
     pub message: String,
+    /// What it is about, for programs (digests, names, sizes).
     pub detail: Box<serde_json::Value>,
     /// Extra headers (e.g. `Range` on a 416 for a chunk out of order).
     pub headers: Vec<(&'static str, String)>,
@@ -38,20 +43,24 @@ impl ApiError {
         self
     }
 
+    /// With this `detail`.
     pub fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
         self.detail = Box::new(detail);
         self
     }
 
+    /// With an extra header.
     pub fn with_header(mut self, name: &'static str, value: String) -> ApiError {
         self.headers.push((name, value));
         self
     }
 
+    /// A path that names no endpoint.
     pub fn not_found() -> ApiError {
         ApiError::new(Code::NameUnknown, "no such endpoint")
     }
 
+    /// An endpoint that does not take this method.
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(Code::Unsupported, "method not allowed on this endpoint")
             .with_status(StatusCode::METHOD_NOT_ALLOWED)
@@ -120,6 +129,7 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
+/// What a handler returns.
 pub type ApiResult<T = HttpResponse> = Result<T, ApiError>;
 
 #[cfg(test)]

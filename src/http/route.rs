@@ -73,6 +73,15 @@ impl Route<'_> {
 }
 
 /// Parse the path of a request.
+///
+/// ```
+/// use berth::http::route::{parse, Route};
+/// assert_eq!(parse("/v2/team/app/manifests/v1"), Route::Manifest { name: "team/app", reference: "v1" });
+/// assert_eq!(parse("/v2/a/blobs/uploads/"), Route::Upload { name: "a", id: "" });
+/// assert_eq!(parse("/_berth/gc"), Route::Gc);
+/// assert!(parse("/_berth/gc").is_admin());
+/// assert_eq!(parse("/v2/a").label(), "other");
+/// ```
 pub fn parse(path: &str) -> Route<'_> {
     let Some(rest) = path.strip_prefix("/v2") else {
         return match path {

@@ -6,14 +6,19 @@ use std::str::FromStr;
 /// Digest algorithms Berth can compute and verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
+    /// SHA-256, the registry default.
     Sha256,
+    /// SHA-512.
     Sha512,
+    /// BLAKE3 (256-bit output), on request (`?digest-algorithm=blake3`).
     Blake3,
 }
 
 impl Algorithm {
+    /// Every algorithm, in preference order.
     pub const ALL: [Algorithm; 3] = [Algorithm::Sha256, Algorithm::Sha512, Algorithm::Blake3];
 
+    /// The name in a digest string (`sha256`).
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
@@ -30,6 +35,7 @@ impl Algorithm {
         }
     }
 
+    /// The algorithm called `name` in a digest string.
     pub fn from_name(name: &str) -> Option<Algorithm> {
         Algorithm::ALL.into_iter().find(|a| a.name() == name)
     }
@@ -44,15 +50,27 @@ impl fmt::Display for Algorithm {
 /// Why a string is not a usable digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
+    /// Not `algorithm:encoded`.
     #[error("'{0}' is not a digest (expected algorithm:hex)")]
     Malformed(String),
+    /// An algorithm Berth does not compute.
     #[error("digest algorithm '{0}' is not supported (use sha256, sha512 or blake3)")]
     Unsupported(String),
+    /// The encoded part is not lowercase hex of the algorithm's length.
     #[error("'{0}' has the wrong length or characters for its algorithm")]
     BadEncoding(String),
 }
 
 /// A validated digest of a supported algorithm, with lowercase hex.
+///
+/// ```
+/// use berth::oci::{Algorithm, Digest};
+/// let d: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+/// assert_eq!(d.algorithm(), Algorithm::Sha256);
+/// assert_eq!(d.to_string(), format!("sha256:{}", "ab".repeat(32)));
+/// assert!("sha256:AB".parse::<Digest>().is_err());
+/// assert!("md5:0123".parse::<Digest>().is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: Algorithm,
@@ -60,6 +78,7 @@ pub struct Digest {
 }
 
 impl Digest {
+    /// A digest from its parts, checked.
     pub fn new(algorithm: Algorithm, hex: String) -> Result<Digest, DigestError> {
         if hex.len() != algorithm.hex_len()
             || !hex
@@ -71,10 +90,12 @@ impl Digest {
         Ok(Digest { algorithm, hex })
     }
 
+    /// Its algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
+    /// Its encoded part (lowercase hex).
     pub fn hex(&self) -> &str {
         &self.hex
     }

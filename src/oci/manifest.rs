@@ -9,22 +9,32 @@ use super::digest::Digest;
 use super::media;
 use super::platform::Platform;
 
+/// A content descriptor (image-spec descriptor.md): what a manifest
+/// references, by media type, digest and size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// The referenced content's media type.
     pub media_type: String,
+    /// The referenced content's digest.
     pub digest: Digest,
+    /// Its size in bytes (checked against what the registry holds).
     pub size: u64,
+    /// Where else it may be fetched from (non-distributable layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urls: Option<Vec<String>>,
+    /// Arbitrary metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// The platform of an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// The artifact type of a referrer (in the referrers API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
 }
 
+/// Which of the two shapes a manifest has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     /// OCI image manifest or Docker schema2 manifest (config + layers).
@@ -36,13 +46,21 @@ pub enum Kind {
 /// What the store remembers of a manifest besides its bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Image manifest or index.
     pub kind: Kind,
+    /// The media type it is stored and served with.
     pub media_type: String,
+    /// An image manifest's config.
     pub config: Option<Descriptor>,
+    /// An image manifest's layers.
     pub layers: Vec<Descriptor>,
+    /// An index's entries.
     pub children: Vec<Descriptor>,
+    /// The manifest this one refers to (signatures, SBOMs).
     pub subject: Option<Descriptor>,
+    /// The artifact type it declares.
     pub artifact_type: Option<String>,
+    /// Its annotations.
     pub annotations: Option<BTreeMap<String, String>>,
     /// An image's platform, read from its config blob when it was pushed.
     #[serde(default)]
@@ -75,12 +93,16 @@ impl Summary {
     }
 }
 
+/// Why a body is not a manifest Berth stores.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
+    /// Docker schema 1.
     #[error("Docker schema1 manifests are not supported (deprecated, unsigned content); push a Docker schema2 or OCI manifest")]
     Schema1,
+    /// Not JSON (or nested too deep).
     #[error("manifest is not valid JSON: {0}")]
     Json(String),
+    /// JSON, but not a valid manifest or index.
     #[error("manifest is invalid: {0}")]
     Invalid(String),
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The OCI vocabulary: digests, names, media types, manifests, platforms.
 //! Pure functions only: no I/O, no dependency on the rest of Berth.
 

@@ -51,19 +51,34 @@ pub fn is_valid_tag(tag: &str) -> bool {
 /// A manifest reference: a tag or a digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reference {
+    /// A tag (`v1`).
     Tag(String),
+    /// A digest (`sha256:...`).
     Digest(Digest),
 }
 
+/// Why a string is not a reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
+    /// Not a valid tag (and no `:`, so no digest either).
     #[error("'{0}' is neither a valid tag nor a digest")]
     Invalid(String),
+    /// Has a `:`, so meant as a digest, but not a valid one.
     #[error(transparent)]
     Digest(#[from] DigestError),
 }
 
 impl Reference {
+    /// A digest if it has a `:`, else a tag.
+    ///
+    /// ```
+    /// use berth::oci::Reference;
+    /// assert!(matches!(Reference::parse("v1.2"), Ok(Reference::Tag(_))));
+    /// let d = format!("sha256:{}", "0".repeat(64));
+    /// assert!(matches!(Reference::parse(&d), Ok(Reference::Digest(_))));
+    /// assert!(Reference::parse("sha256:nope").is_err());
+    /// assert!(Reference::parse("-bad").is_err());
+    /// ```
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
         if s.contains(':') {
             return Ok(Reference::Digest(s.parse()?));

@@ -2,22 +2,38 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A platform as image-spec states it (config and index entries), written
+/// back exactly as found; compared after normalisation ([`Platform::same_as`]).
+///
+/// ```
+/// use berth::oci::Platform;
+/// let p = Platform::parse("linux/arm64").unwrap();
+/// assert!(p.same_as(&Platform::parse("linux/arm64/v8").unwrap()));
+/// assert!(!p.same_as(&Platform::parse("linux/arm/v7").unwrap()));
+/// assert_eq!(Platform::parse("linux/arm/v7").unwrap().to_string(), "linux/arm/v7");
+/// assert!(Platform::parse("linux").is_none());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// CPU architecture (`amd64`, `arm64`, ...).
     pub architecture: String,
+    /// Operating system (`linux`, `windows`, ...).
     pub os: String,
+    /// OS version (Windows builds).
     #[serde(
         rename = "os.version",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub os_version: Option<String>,
+    /// Required OS features.
     #[serde(
         rename = "os.features",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub os_features: Option<Vec<String>>,
+    /// CPU variant (`v7`, `v8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }

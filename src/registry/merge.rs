@@ -17,6 +17,34 @@ use crate::verify;
 pub use crate::config::MergeMode;
 
 /// Where the tag goes when `pushed` is pushed to it.
+///
+/// An arm64 image pushed to a tag that holds an amd64 image makes an index
+/// of both:
+///
+/// ```
+/// use berth::oci::{manifest, media, Algorithm, Kind, Platform};
+/// use berth::registry::merge::{on_push, MergeMode, Pushed};
+/// use berth::store::{TagCurrent, TagTarget};
+///
+/// let image = |arch: &str| {
+///     let cfg = format!("sha256:{}", "0".repeat(64));
+///     let bytes = format!(r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cfg}","size":1}},"layers":[],"annotations":{{"arch":"{arch}"}}}}"#,
+///         media::OCI_MANIFEST, media::OCI_CONFIG).into_bytes();
+///     let mut s = manifest::parse(media::OCI_MANIFEST, &bytes).unwrap();
+///     s.platform = Platform::parse(&format!("linux/{arch}"));
+///     (berth::verify::digest_bytes(Algorithm::Sha256, &bytes), bytes, s)
+/// };
+/// let (amd64, arm64) = (image("amd64"), image("arm64"));
+/// let current = TagCurrent { digest: amd64.0, summary: amd64.2, bytes: amd64.1, made_by_berth: false };
+/// let pushed = Pushed { digest: &arm64.0, size: arm64.1.len() as u64, summary: &arm64.2 };
+/// let TagTarget::Index(index) = on_push(MergeMode::Platform, &pushed, Some(&current)) else {
+///     panic!("not merged");
+/// };
+/// assert_eq!(index.summary.kind, Kind::Index);
+/// let platforms: Vec<String> = index.summary.children.iter()
+///     .map(|c| c.platform.as_ref().unwrap().to_string()).collect();
+/// assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+/// ```
 pub fn on_push(mode: MergeMode, pushed: &Pushed<'_>, current: Option<&TagCurrent>) -> TagTarget {
     let point = TagTarget::Point(pushed.digest.clone());
     let (Some(p), Some(current)) = (image_platform(pushed.summary), current) else {

@@ -193,11 +193,9 @@ mod tests {
     use super::*;
     use crate::store::kv::{Reader, Table};
 
-    fn scratch(name: &str) -> (std::path::PathBuf, Kv) {
-        let dir = std::env::temp_dir().join(format!("berth-commit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let kv = Kv::open(&dir.join("meta.redb"), 1 << 20).unwrap();
+    fn scratch() -> (tempfile::TempDir, Kv) {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Kv::open(&dir.path().join("meta.redb"), 1 << 20).unwrap();
         (dir, kv)
     }
 
@@ -205,7 +203,7 @@ mod tests {
     /// does not stop the others.
     #[test]
     fn refusals_do_not_touch_the_batch() {
-        let (dir, kv) = scratch("refuse");
+        let (_dir, kv) = scratch();
         let c = Committer::start(kv.clone(), Arc::default()).unwrap();
         std::thread::scope(|s| {
             for t in 0..16 {
@@ -231,14 +229,13 @@ mod tests {
             }
         });
         drop(c);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A database error or a panic abandons the transaction it happened in;
     /// the committer goes on with the next.
     #[test]
     fn a_failed_change_abandons_its_transaction() {
-        let (dir, kv) = scratch("poison");
+        let (_dir, kv) = scratch();
         let c = Committer::start(kv.clone(), Arc::default()).unwrap();
         let r: Result<(), StoreError> = c
             .submit(|tx| {
@@ -265,14 +262,13 @@ mod tests {
         assert!(r.is_ok());
         assert!(kv.read().unwrap().contains(Table::Meta, b"next").unwrap());
         drop(c);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Dropping the committer closes its database handle: the file can be
     /// opened again at once (what a store reopen relies on).
     #[test]
     fn drop_releases_the_database() {
-        let (dir, kv) = scratch("drop");
+        let (dir, kv) = scratch();
         let c = Committer::start(kv, Arc::default()).unwrap();
         let r: Result<(), StoreError> = c
             .submit(|tx| {
@@ -282,9 +278,8 @@ mod tests {
             .wait();
         r.unwrap();
         drop(c);
-        let kv = Kv::open(&dir.join("meta.redb"), 1 << 20).unwrap();
+        let kv = Kv::open(&dir.path().join("meta.redb"), 1 << 20).unwrap();
         assert!(kv.read().unwrap().contains(Table::Meta, b"k").unwrap());
         drop(kv);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -223,11 +223,11 @@ impl Log {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("berth-redo-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("meta.redo")
+    /// A log's path in a scratch directory (removed when the guard drops).
+    fn scratch() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redo");
+        (dir, path)
     }
 
     fn record(i: u8) -> Vec<u8> {
@@ -268,7 +268,7 @@ mod tests {
     /// the next append continues the sequence after them.
     #[test]
     fn a_cut_log_yields_its_whole_records() {
-        let path = scratch("cut");
+        let (_guard, path) = scratch();
         let mut log = Log::open(&path).unwrap();
         let mut ends = Vec::new();
         for i in 1..=5 {
@@ -295,14 +295,13 @@ mod tests {
             drop(log);
             assert_eq!(recovered(&path, 0).0.len(), whole + 1, "cut at {cut}");
         }
-        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     /// A flipped byte ends the log at the record it hit; so does a gap in
     /// the sequence (a stale record from before a reset).
     #[test]
     fn damage_ends_the_log() {
-        let path = scratch("damage");
+        let (_guard, path) = scratch();
         let mut log = Log::open(&path).unwrap();
         for i in 1..=3 {
             log.append(&record(i)).unwrap();
@@ -328,6 +327,5 @@ mod tests {
         std::fs::write(&path, &stale).unwrap();
         let (got, _) = recovered(&path, 3);
         assert_eq!(got.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4]);
-        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

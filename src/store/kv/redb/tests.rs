@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("berth-kv-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory (removed when the returned guard drops) and its path.
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
 }
 
 /// Commit `pairs` into `Meta` in one transaction.
@@ -36,7 +36,7 @@ fn rows(kv: &Redb, prefix: &[u8]) -> Vec<Entry> {
 /// everything is there after the database is closed and opened again.
 #[test]
 fn grouped_commits_all_land() {
-    let dir = scratch("group");
+    let (_guard, dir) = scratch();
     let path = dir.join("meta.redb");
     {
         let kv = Redb::open(&path, 1 << 20).unwrap();
@@ -65,7 +65,6 @@ fn grouped_commits_all_land() {
     let kv = Redb::open(&path, 1 << 20).unwrap();
     assert_eq!(rows(&kv, b"k/").len(), 400);
     drop(kv);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A crash: the database file as the last checkpoint left it, and the
@@ -74,7 +73,7 @@ fn grouped_commits_all_land() {
 /// removals replay too.
 #[test]
 fn a_crash_keeps_the_logged_commits() {
-    let dir = scratch("crash");
+    let (_guard, dir) = scratch();
     let kv = Redb::open(&dir.join("meta.redb"), 1 << 20).unwrap();
     put(&kv, "gone", b"soon");
     // the database file as it stands now: only the durable open
@@ -121,7 +120,6 @@ fn a_crash_keeps_the_logged_commits() {
         assert!(kv.read().unwrap().contains(Table::Meta, b"after").unwrap());
         assert_eq!(rows(&kv, b"k/").len(), ks);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A failed fdatasync: the commit waiting on it fails, writes are
@@ -131,7 +129,7 @@ fn a_crash_keeps_the_logged_commits() {
 /// those before it.
 #[test]
 fn a_failed_fdatasync_keeps_the_log_in_step() {
-    let dir = scratch("fsyncfail");
+    let (_guard, dir) = scratch();
     let path = dir.join("meta.redb");
     let kv = Redb::open(&path, 1 << 20).unwrap();
     commit_all(&kv, &[("k/a", b"1"), ("x", b"1")]).unwrap();
@@ -168,14 +166,13 @@ fn a_failed_fdatasync_keeps_the_log_in_step() {
         }
         whole(&kv);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A transaction too big to log commits to redb directly, which is a
 /// checkpoint: the log is emptied and records are not replayed twice.
 #[test]
 fn a_big_transaction_is_a_checkpoint() {
-    let dir = scratch("big");
+    let (_guard, dir) = scratch();
     let path = dir.join("meta.redb");
     let kv = Redb::open(&path, 1 << 20).unwrap();
     put(&kv, "small", b"1");
@@ -203,5 +200,4 @@ fn a_big_transaction_is_a_checkpoint() {
     assert_eq!(r.scan(Table::Blobs, b"big/", None, 100).unwrap().len(), 40);
     drop(r);
     drop(kv);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
