@@ -135,13 +135,14 @@ impl Store {
             (Kind::Manifest, Table::Manifests),
         ] {
             let mut orphans = Vec::new();
-            self.bodies.list(kind, &mut |d, size| {
+            self.bodies.list(kind, &mut |d| {
                 if !tx.contains(table, d.to_string().as_bytes()).unwrap_or(true) {
-                    orphans.push((d, size));
+                    orphans.push(d);
                 }
             })?;
-            for (d, size) in orphans {
-                report.bytes_reclaimed += size;
+            for d in orphans {
+                let size = self.bodies.open(kind, &d).and_then(|b| b.size());
+                report.bytes_reclaimed += size.unwrap_or(0);
                 report.orphan_files_removed += 1;
                 self.bodies.delete(kind, &d)?;
             }

@@ -163,7 +163,7 @@ impl Bodies for FileBodies {
         remove_if_exists(&self.path(kind, digest))
     }
 
-    fn list(&self, kind: Kind, each: &mut dyn FnMut(Digest, u64)) -> io::Result<()> {
+    fn list(&self, kind: Kind, each: &mut dyn FnMut(Digest)) -> io::Result<()> {
         let Ok(algs) = fs::read_dir(self.kind_dir(kind)) else {
             return Ok(());
         };
@@ -180,10 +180,9 @@ impl Bodies for FileBodies {
                     continue;
                 };
                 for e in entries {
-                    let e = e?;
-                    let hex = e.file_name().to_string_lossy().into_owned();
+                    let hex = e?.file_name().to_string_lossy().into_owned();
                     if let Ok(d) = Digest::new(algorithm, hex) {
-                        each(d, e.metadata().map(|m| m.len()).unwrap_or(0));
+                        each(d);
                     }
                 }
             }

@@ -69,8 +69,8 @@ pub trait Bodies: Send + Sync {
     fn exists(&self, kind: Kind, digest: &Digest) -> io::Result<bool>;
     /// Remove the body of `digest`; one already gone is not an error.
     fn delete(&self, kind: Kind, digest: &Digest) -> io::Result<()>;
-    /// Every body of `kind`, with its size (for orphan collection).
-    fn list(&self, kind: Kind, each: &mut dyn FnMut(Digest, u64)) -> io::Result<()>;
+    /// Every body of `kind` (for orphan collection).
+    fn list(&self, kind: Kind, each: &mut dyn FnMut(Digest)) -> io::Result<()>;
     /// The body as a local file, where bodies are files (memory-mapped
     /// reads in an offline verify); None otherwise.
     fn local_path(&self, kind: Kind, digest: &Digest) -> Option<PathBuf>;
