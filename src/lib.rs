@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod oci;
 pub mod registry;
 pub mod store;
+pub mod upstream;
 pub mod verify;

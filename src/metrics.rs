@@ -30,6 +30,8 @@ pub struct Metrics {
     pub gc_reclaimed_bytes: Counter,
     pub failed_logins: Counter,
     pub throttled_logins: Counter,
+    /// Mirror events by upstream (see [`Mirror`]).
+    pub mirror: MirrorMetrics,
     store: [Gauge; 6],
 }
 
@@ -124,6 +126,46 @@ impl Default for Metrics {
             "logins refused unchecked after too many failures from the address or for the user",
             throttled_logins.clone(),
         );
+        let mirror = MirrorMetrics::default();
+        for (name, help, family) in [
+            (
+                "mirror_hits",
+                "pulls of mirrored content served from the cache, by upstream and kind",
+                &mirror.hits,
+            ),
+            (
+                "mirror_misses",
+                "pulls of mirrored content fetched from the upstream, by upstream and kind",
+                &mirror.misses,
+            ),
+            (
+                "mirror_upstream_bytes",
+                "bytes received from upstreams",
+                &mirror.bytes,
+            ),
+            (
+                "mirror_upstream_errors",
+                "failed requests to upstreams",
+                &mirror.errors,
+            ),
+            (
+                "mirror_stale_served",
+                "cached tags served unchecked because the upstream failed",
+                &mirror.stale,
+            ),
+            (
+                "mirror_evictions",
+                "cached blobs evicted for max_bytes",
+                &mirror.evictions,
+            ),
+            (
+                "mirror_synced",
+                "manifests and blobs copied by sync jobs",
+                &mirror.synced,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         let store: [Gauge; 6] = Default::default();
         let names = [
             ("store_repositories", "repositories with content"),
@@ -156,8 +198,53 @@ impl Default for Metrics {
             gc_reclaimed_bytes,
             failed_logins,
             throttled_logins,
+            mirror,
             store,
         }
+    }
+}
+
+/// What a mirror counts, each by `upstream` (and `kind`: manifest or blob).
+#[derive(Clone, Default)]
+pub struct MirrorMetrics {
+    pub hits: Family<Labels, Counter>,
+    pub misses: Family<Labels, Counter>,
+    pub bytes: Family<Labels, Counter>,
+    pub errors: Family<Labels, Counter>,
+    pub stale: Family<Labels, Counter>,
+    pub evictions: Family<Labels, Counter>,
+    pub synced: Family<Labels, Counter>,
+}
+
+/// Which counter of [`MirrorMetrics`] an event moves.
+#[derive(Clone, Copy, Debug)]
+pub enum Mirror {
+    Hit,
+    Miss,
+    Bytes,
+    Error,
+    Stale,
+    Eviction,
+    Synced,
+}
+
+impl MirrorMetrics {
+    /// Add `n` to `event` of `upstream` (`kind` empty for no kind label).
+    pub fn count(&self, event: Mirror, upstream: &str, kind: &str, n: u64) {
+        let family = match event {
+            Mirror::Hit => &self.hits,
+            Mirror::Miss => &self.misses,
+            Mirror::Bytes => &self.bytes,
+            Mirror::Error => &self.errors,
+            Mirror::Stale => &self.stale,
+            Mirror::Eviction => &self.evictions,
+            Mirror::Synced => &self.synced,
+        };
+        let mut labels = vec![("upstream".to_string(), upstream.to_string())];
+        if !kind.is_empty() {
+            labels.push(("kind".to_string(), kind.to_string()));
+        }
+        family.get_or_create(&labels).inc_by(n);
     }
 }
 

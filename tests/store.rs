@@ -259,6 +259,7 @@ fn schema_1_is_migrated_in_place() {
                 in_file,
                 summary,
                 made_by_berth: false,
+                cached: false,
             };
             let d = d.to_string();
             tx.insert(Table::Manifests, d.as_bytes(), &records::encode(&rec))

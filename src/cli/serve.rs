@@ -53,6 +53,9 @@ pub fn run(a: Args) -> Result<(), Error> {
         },
     )?;
     let registry = Arc::new(Registry::new(Arc::new(store), cfg));
+    if let Some(problem) = registry.mirror_problems().into_iter().next() {
+        return Err(Error::Usage(problem));
+    }
     registry.start_maintenance();
     let app = berth::http::App::new(registry)?;
     actix_web::rt::System::new().block_on(berth::http::serve(app))?;

@@ -7,22 +7,38 @@ use super::errors::{ApiError, ApiResult};
 use super::params::{self, header};
 use super::range::{parse_range, RangeError};
 use super::{body, State};
+use crate::oci::Digest;
+use crate::registry::blobs::Served;
+use crate::registry::fetch::Arriving;
 use crate::registry::Error;
 
 pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> ApiResult {
     let repo = params::repo(name)?;
     let digest = params::digest(digest)?;
     let head = req.method() == Method::HEAD;
+    if head && state.registry.is_mirrored(repo) {
+        // may ask the upstream: off the async worker
+        let (reg, r, d) = (state.registry.clone(), repo.to_string(), digest.clone());
+        let size = web::block(move || reg.blob_size(&r, &d)).await??;
+        return Ok(headers(&mut HttpResponse::Ok(), &digest).body(body::HeadBody(size)));
+    }
     let blob = match head {
         true => state.registry.stat_blob(repo, &digest)?,
-        false => state.registry.open_blob(repo, &digest)?,
+        false => match state.registry.serve_blob(repo, &digest)? {
+            Served::Stored(b) => b,
+            Served::Arriving(a) if header(req, "Range").is_none() => {
+                return arriving(a, &digest).await
+            }
+            // a range of a blob not here yet: once it is, from the store
+            Served::Arriving(mut a) => {
+                a.finished().await?;
+                state.registry.open_blob(repo, &digest)?
+            }
+        },
     };
     let size = blob.size;
     let mut r = HttpResponse::Ok();
-    r.insert_header(("Docker-Content-Digest", digest.to_string()))
-        .insert_header(("Accept-Ranges", "bytes"))
-        .insert_header(("ETag", format!("\"{digest}\"")))
-        .content_type("application/octet-stream");
+    headers(&mut r, &digest);
     let (start, len) = match header(req, "Range").map(|v| parse_range(v, size)) {
         None | Some(Err(RangeError::Malformed)) => (0, size),
         Some(Err(RangeError::Unsatisfiable)) => {
@@ -58,8 +74,31 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
     )))
 }
 
+/// The headers of every blob answer.
+fn headers<'r>(
+    r: &'r mut actix_web::HttpResponseBuilder,
+    digest: &Digest,
+) -> &'r mut actix_web::HttpResponseBuilder {
+    r.insert_header(("Docker-Content-Digest", digest.to_string()))
+        .insert_header(("Accept-Ranges", "bytes"))
+        .insert_header(("ETag", format!("\"{digest}\"")))
+        .content_type("application/octet-stream")
+}
+
+/// A blob streamed as it arrives from an upstream.
+async fn arriving(mut a: Arriving, digest: &Digest) -> ApiResult {
+    let size = a.size().await?;
+    let mut r = HttpResponse::Ok();
+    headers(&mut r, digest);
+    Ok(match size {
+        Some(n) => r.no_chunking(n).streaming(a.stream()),
+        None => r.streaming(a.stream()),
+    })
+}
+
 pub async fn delete(state: &State, name: &str, digest: &str) -> ApiResult {
     let repo = params::repo(name)?.to_string();
+    state.registry.check_push(&repo)?;
     let digest = params::digest(digest)?;
     let reg = state.registry.clone();
     web::block(move || reg.delete_blob(&repo, &digest)).await??;

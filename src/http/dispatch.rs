@@ -25,7 +25,7 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
             .content_type("application/json")
             .body("{}")),
         Route::Catalog if get_or_head => lists::catalog(&req, &state),
-        Route::Tags { name } if get_or_head => lists::tags(&req, &state, name),
+        Route::Tags { name } if get_or_head => lists::tags(&req, &state, name).await,
         Route::Referrers { name, digest } if get_or_head => {
             referrers::get(&req, &state, name, digest)
         }
@@ -34,7 +34,7 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
             blobs::delete(&state, name, digest).await
         }
         Route::Platforms { name, reference } if get_or_head => {
-            platforms::get(&state, name, reference)
+            platforms::get(&state, name, reference).await
         }
         Route::Manifest { name, reference } => {
             manifests::dispatch(req.clone(), payload, state, name, reference).await

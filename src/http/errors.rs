@@ -101,8 +101,11 @@ impl ResponseError for ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let mut api = ApiError::new(e.code(), e.to_string()).with_detail(e.detail());
-        if let Error::TooLarge { .. } = e {
-            api.status = StatusCode::PAYLOAD_TOO_LARGE;
+        match e {
+            Error::TooLarge { .. } => api.status = StatusCode::PAYLOAD_TOO_LARGE,
+            // the namespace takes no pushes at all, whoever asks
+            Error::ReadOnly { .. } => api.status = StatusCode::METHOD_NOT_ALLOWED,
+            _ => {}
         }
         if e.out_of_space() {
             api.status = StatusCode::INSUFFICIENT_STORAGE;

@@ -1,7 +1,7 @@
 //! Paginated lists: tags (end-8a/b) and the catalog, with `n`, `last` and
 //! `Link: <...>; rel="next"`.
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::errors::ApiResult;
@@ -10,11 +10,18 @@ use super::State;
 use crate::auth::{Action, Identity};
 use crate::registry::lists::Page;
 
-pub fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
+pub async fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
     let repo = params::repo(name)?;
     let q = Query::of(req);
     let n = params::page_size(&q, state.config().limits.max_page)?;
-    let page = state.registry.tags(repo, q.get("last"), n)?;
+    let last = q.get("last").map(str::to_string);
+    let page = if state.registry.is_mirrored(repo) {
+        // asks the upstream: off the async worker
+        let (reg, r) = (state.registry.clone(), repo.to_string());
+        web::block(move || reg.tags(&r, last.as_deref(), n)).await??
+    } else {
+        state.registry.tags(repo, last.as_deref(), n)?
+    };
     let mut r = HttpResponse::Ok();
     link(&mut r, &format!("/v2/{repo}/tags/list"), n, &page);
     Ok(r.json(json!({"name": repo, "tags": page.entries})))

@@ -35,14 +35,20 @@ pub async fn dispatch(
     let repo = params::repo(name)?.to_string();
     let reference = self::reference(reference, req.method() == Method::PUT)?;
     match *req.method() {
-        Method::GET | Method::HEAD => get(&req, &state, &repo, &reference),
-        Method::PUT => put(&req, payload, &state, repo, reference).await,
-        Method::DELETE => delete(&state, repo, reference).await,
+        Method::GET | Method::HEAD => get(&req, &state, &repo, &reference).await,
+        Method::PUT => {
+            state.registry.check_push(&repo)?;
+            put(&req, payload, &state, repo, reference).await
+        }
+        Method::DELETE => {
+            state.registry.check_push(&repo)?;
+            delete(&state, repo, reference).await
+        }
         _ => Err(ApiError::method_not_allowed()),
     }
 }
 
-fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> ApiResult {
+async fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> ApiResult {
     let q = Query::of(req);
     let platform = match q.get("platform") {
         None => None,
@@ -55,10 +61,16 @@ fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> A
     };
     let want = Want {
         platform,
-        user_agent: header(req, "User-Agent"),
-        accepts: &|media_type| accepts(req, media_type),
+        user_agent: header(req, "User-Agent").map(str::to_string),
+        accept: accepted(req),
     };
-    let m = state.registry.pull_manifest(repo, reference, &want)?;
+    let m = if state.registry.is_mirrored(repo) {
+        // may ask the upstream: off the async worker
+        let (reg, repo, reference) = (state.registry.clone(), repo.to_string(), reference.clone());
+        web::block(move || reg.pull_manifest(&repo, &reference, &want)).await??
+    } else {
+        state.registry.pull_manifest(repo, reference, &want)?
+    };
     let mut r = HttpResponse::Ok();
     r.content_type(m.summary.media_type.as_str())
         .insert_header(("Docker-Content-Digest", m.digest.to_string()))
@@ -69,17 +81,15 @@ fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference) -> A
     Ok(r.body(m.bytes))
 }
 
-/// Does the request's `Accept` admit `media_type`? No header admits anything.
-fn accepts(req: &HttpRequest, media_type: &str) -> bool {
-    let mut values = req.headers().get_all("Accept").peekable();
-    if values.peek().is_none() {
-        return true;
-    }
-    values
+/// The media types the request's `Accept` headers name.
+fn accepted(req: &HttpRequest) -> Vec<String> {
+    req.headers()
+        .get_all("Accept")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(media::essence)
-        .any(|t| t == media_type || t == "*/*" || t == "application/*")
+        .map(|t| media::essence(t).to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 async fn put(

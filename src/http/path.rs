@@ -33,11 +33,32 @@ fn path_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b)
 }
 
-/// Middleware: rewrite the request's path to its canonical form, or refuse.
+/// containerd's mirror requests name the registry they stand in for in
+/// `?ns=` (`/v2/library/alpine/manifests/3?ns=docker.io`): when an
+/// upstream serves that host, the path is the one of its namespace
+/// (`/v2/hub/library/alpine/manifests/3`).
+pub fn mirrored_path(
+    path: &str,
+    ns: &str,
+    upstreams: &[crate::config::UpstreamConfig],
+) -> Option<String> {
+    let up = upstreams.iter().find(|u| u.hosts.iter().any(|h| h == ns))?;
+    let rest = path.strip_prefix("/v2/")?;
+    if rest.is_empty() || rest.starts_with("_catalog") {
+        return None;
+    }
+    Some(format!("/v2/{}/{rest}", up.name))
+}
+
+/// Middleware: rewrite the request's path to its canonical form (and to
+/// its mirror namespace, see [`mirrored_path`]), or refuse.
 pub async fn canonicalise(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if let Some(path) = namespaced(&req) {
+        set_path(&mut req, path);
+    }
     if req.path().contains('%') {
         let Some(path) = canonical(req.path()) else {
             let e = ApiError::new(
@@ -46,18 +67,40 @@ pub async fn canonicalise(
             );
             return Ok(req.into_response(e.error_response()));
         };
-        let path_and_query = match req.query_string() {
-            "" => path,
-            q => format!("{path}?{q}"),
-        };
-        let Ok(uri) = path_and_query.parse::<Uri>() else {
+        if !set_path(&mut req, path) {
             let e = ApiError::new(Code::NameInvalid, "malformed path");
             return Ok(req.into_response(e.error_response()));
-        };
-        req.head_mut().uri = uri.clone();
-        req.match_info_mut().get_mut().update(&uri);
+        }
     }
     Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// The mirror namespace's path for a request with `?ns=`, if any.
+fn namespaced(req: &ServiceRequest) -> Option<String> {
+    let query = req.query_string();
+    if !query.contains("ns=") {
+        return None;
+    }
+    let state = req.app_data::<super::State>()?;
+    let upstreams = &state.config().upstreams;
+    let ns = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "ns")?
+        .1;
+    mirrored_path(req.path(), &ns, upstreams)
+}
+
+/// Point the request at `path` (the query kept); false if that is no URI.
+fn set_path(req: &mut ServiceRequest, path: String) -> bool {
+    let path_and_query = match req.query_string() {
+        "" => path,
+        q => format!("{path}?{q}"),
+    };
+    let Ok(uri) = path_and_query.parse::<Uri>() else {
+        return false;
+    };
+    req.head_mut().uri = uri.clone();
+    req.match_info_mut().get_mut().update(&uri);
+    true
 }
 
 #[cfg(test)]

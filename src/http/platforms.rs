@@ -8,9 +8,12 @@ use super::params;
 use super::State;
 use crate::oci::{Code, Reference};
 
-pub fn get(state: &State, name: &str, reference: &str) -> ApiResult {
-    let repo = params::repo(name)?;
+pub async fn get(state: &State, name: &str, reference: &str) -> ApiResult {
+    let repo = params::repo(name)?.to_string();
     let reference = Reference::parse(reference)
         .map_err(|e| ApiError::new(Code::ManifestUnknown, e.to_string()))?;
-    Ok(HttpResponse::Ok().json(state.registry.platforms(repo, &reference)?))
+    let reg = state.registry.clone();
+    // may ask an upstream (mirrored namespaces): off the async worker
+    let body = actix_web::web::block(move || reg.platforms(&repo, &reference)).await??;
+    Ok(HttpResponse::Ok().json(body))
 }

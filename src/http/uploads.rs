@@ -22,6 +22,9 @@ pub async fn dispatch(
     id: &str,
 ) -> ApiResult {
     let repo = params::repo(name)?.to_string();
+    if req.method() != Method::GET {
+        state.registry.check_push(&repo)?;
+    }
     match (req.method().clone(), id) {
         (Method::POST, "") => post(&req, payload, &state, repo).await,
         (_, "") => Err(ApiError::method_not_allowed()),

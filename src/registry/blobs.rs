@@ -24,6 +24,12 @@ pub struct OpenBlob {
 /// See [`OpenBlob::on_corrupt`].
 pub type CorruptionHook = Box<dyn Fn(u64) + Send>;
 
+/// A blob to serve: from the store, or arriving from an upstream.
+pub enum Served {
+    Stored(OpenBlob),
+    Arriving(super::fetch::Arriving),
+}
+
 impl Registry {
     /// Blob `digest` of `repo`, opened, without its block hashes (enough
     /// for HEAD). Unknown if the repository lacks it; a damaged blob is
@@ -54,6 +60,34 @@ impl Registry {
             blob.blocks = self.store.blob_blocks(digest)?;
         }
         Ok(blob)
+    }
+
+    /// Blob `digest` of `repo` to serve: the store's, or (in a mirrored
+    /// namespace, when the store lacks it) the upstream's, streamed as it
+    /// arrives. Starts no network I/O on this thread.
+    pub fn serve_blob(&self, repo: &str, digest: &Digest) -> Result<Served> {
+        if let Some(a) = self.mirror_blob(repo, digest)? {
+            return Ok(Served::Arriving(a));
+        }
+        Ok(Served::Stored(self.open_blob(repo, digest)?))
+    }
+
+    /// The size of blob `digest` of `repo` (HEAD). In a mirrored namespace
+    /// a blob not cached yet is asked of the upstream (blocking, network).
+    pub fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
+        match self.stat_blob(repo, digest) {
+            Ok(b) => {
+                self.count_hit(repo, "blob");
+                Ok(b.size)
+            }
+            Err(Error::BlobUnknown(_) | Error::BlobDamaged(_)) if self.is_mirrored(repo) => {
+                match self.store.has_blob(digest)? {
+                    true => Ok(self.store.blob_anywhere(digest)?.map_or(0, |r| r.size)),
+                    false => self.mirror_blob_size(repo, digest),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Remove blob `digest` from `repo`; its bytes go at the next GC if

@@ -61,6 +61,13 @@ pub enum Error {
     /// A limit on open upload sessions reached.
     #[error("too many requests: {0}")]
     TooManyRequests(String),
+    /// An upstream could not give what was not cached (unreachable,
+    /// failing, or content that fails its digest).
+    #[error("not cached here, and upstream {upstream} cannot give it: {reason}")]
+    Upstream { upstream: String, reason: String },
+    /// A push into a mirrored namespace.
+    #[error("{repo} is a read-only mirror of {upstream}")]
+    ReadOnly { repo: String, upstream: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -85,6 +92,8 @@ impl Error {
             Error::Unsupported(_) => Code::Unsupported,
             Error::RangeInvalid(_) => Code::RangeInvalid,
             Error::TooManyRequests(_) => Code::TooManyRequests,
+            Error::Upstream { .. } => Code::Unavailable,
+            Error::ReadOnly { .. } => Code::Denied,
             Error::Store(StoreError::Unavailable(_)) => Code::Unavailable,
             Error::Store(_) => Code::Unknown,
         }
@@ -110,6 +119,8 @@ impl Error {
             Error::NoPlatform { offered, .. } => json!({ "platforms": offered }),
             Error::NameUnknown(repo) => json!({ "name": repo }),
             Error::TooLarge { limit, .. } => json!({ "limit": limit }),
+            Error::Upstream { upstream, .. } => json!({ "upstream": upstream }),
+            Error::ReadOnly { upstream, .. } => json!({ "upstream": upstream }),
             _ => Value::Null,
         }
     }

@@ -16,7 +16,16 @@ const CATALOG_BATCH: usize = 1000;
 
 impl Registry {
     /// Tags of `repo` in lexical order after `last`, at most `n`.
+    /// In a mirrored namespace the upstream's list is the answer while it
+    /// answers (blocking, network), the cached tags otherwise.
     pub fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Page> {
+        if let Some(mut all) = self.mirror_tags(repo) {
+            if let Some(l) = last {
+                all.retain(|t| t.as_str() > l);
+            }
+            all.truncate(n.saturating_add(1));
+            return Ok(page(all, n));
+        }
         if !self.store.repo_exists(repo)? {
             return Err(Error::NameUnknown(repo.to_string()));
         }

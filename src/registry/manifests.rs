@@ -179,6 +179,7 @@ impl Registry {
             summary,
             tags,
             policy: Box::new(policy),
+            cached: false,
         };
         Ok((push, prepared))
     }
@@ -206,6 +207,8 @@ impl Registry {
     /// and reported unknown, so that a client pushes it again (which
     /// repairs it).
     pub fn manifest(&self, repo: &str, reference: &Reference) -> Result<ManifestData> {
+        // in an upstream's namespace: up to date first (blocking, network)
+        self.refresh_manifest(repo, reference)?;
         match self.store.manifest(repo, reference) {
             Ok(Some(m)) => Ok(m),
             Ok(None) => Err(Error::ManifestUnknown {
@@ -237,17 +240,22 @@ impl Registry {
         &self,
         repo: &str,
         reference: &Reference,
-        want: &Want<'_>,
+        want: &Want,
     ) -> Result<ManifestData> {
         let m = self.manifest(repo, reference)?;
         let by_tag = matches!(reference, Reference::Tag(_));
         // by digest, a client gets what it named, unless it names a platform
-        let cannot_read = by_tag && !(want.accepts)(&m.summary.media_type);
+        let cannot_read = by_tag && !want.accepts(&m.summary.media_type);
         if m.summary.kind != Kind::Index || (want.platform.is_none() && !cannot_read) {
             return Ok(m);
         }
         let child = self
-            .choose_child(repo, &m.summary, want.platform.clone(), want.user_agent)
+            .choose_child(
+                repo,
+                &m.summary,
+                want.platform.clone(),
+                want.user_agent.as_deref(),
+            )
             .map_err(|offered| Error::NoPlatform {
                 repo: repo.to_string(),
                 reference: reference.clone(),
@@ -283,10 +291,23 @@ impl Registry {
 }
 
 /// What a client pulling a manifest can take.
-pub struct Want<'a> {
+#[derive(Clone, Debug, Default)]
+pub struct Want {
     /// `?platform=`: the child for this platform, whatever `Accept` says.
     pub platform: Option<Platform>,
-    pub user_agent: Option<&'a str>,
-    /// Does the client's `Accept` admit a media type?
-    pub accepts: &'a dyn Fn(&str) -> bool,
+    pub user_agent: Option<String>,
+    /// The media types `Accept` names (without parameters); none admits
+    /// anything.
+    pub accept: Vec<String>,
+}
+
+impl Want {
+    /// Does the client's `Accept` admit `media_type`?
+    pub fn accepts(&self, media_type: &str) -> bool {
+        self.accept.is_empty()
+            || self
+                .accept
+                .iter()
+                .any(|t| t == media_type || t == "*/*" || t == "application/*")
+    }
 }

@@ -7,15 +7,19 @@
 //! `manifests` (push, pull with platform choice, delete), `merge` (the
 //! multi-arch rules), `platforms` (what a reference offers), `lists` (tags,
 //! catalog, referrers), `uploads` (sessions), `maintenance` (GC with
-//! retention, scrub, the schedulers), `retention`, `config_platforms`.
+//! retention, scrub, the schedulers), `retention`, `config_platforms`,
+//! `mirror` (pull-through from upstreams) with `fetch` (blobs streamed as
+//! they arrive) and `sync` (scheduled copies).
 
 pub mod blobs;
 pub mod config_platforms;
 pub mod error;
+pub mod fetch;
 pub mod lists;
 pub mod maintenance;
 pub mod manifests;
 pub mod merge;
+pub mod mirror;
 pub mod platforms;
 pub mod retention;
 pub mod uploads;
@@ -40,11 +44,14 @@ pub struct Registry {
     /// Platforms of config blobs already read.
     config_platforms: config_platforms::ConfigPlatforms,
     maintenance: maintenance::State,
+    /// Upstreams this registry mirrors, and blob fetches under way.
+    mirrors: mirror::Mirrors,
 }
 
 impl Registry {
     pub fn new(store: Arc<Store>, config: Config) -> Registry {
         Registry {
+            mirrors: mirror::Mirrors::new(&config.upstreams),
             store,
             config,
             sessions: Sessions::default(),

@@ -74,6 +74,9 @@ pub struct ManifestPush {
     pub summary: Summary,
     pub tags: Vec<String>,
     pub policy: TagPolicy,
+    /// Cached from an upstream: stored before the blobs and children it
+    /// names, which arrive when pulled (no content checks).
+    pub cached: bool,
 }
 
 impl ManifestPush {
@@ -92,6 +95,7 @@ impl ManifestPush {
             summary,
             tags: tags.iter().map(|t| t.to_string()).collect(),
             policy: Box::new(|pushed, _, _| TagTarget::Point(pushed.digest.clone())),
+            cached: false,
         }
     }
 }
@@ -204,36 +208,18 @@ fn put_in(
         summary,
         tags,
         policy,
+        cached,
     } = push;
-    // Refuse before writing: the batch commits the others' changes.
-    let mismatch = |d: &Descriptor, stored: u64| PutError::SizeMismatch {
-        digest: d.digest.clone(),
-        declared: d.size,
-        stored,
+    if !cached {
+        if let Err(refused) = check_content(tx, &repo, &summary)? {
+            return Ok(Err(refused));
+        }
+    }
+    let origin = records::Origin {
+        made_by_berth: false,
+        cached,
     };
-    for b in summary.required_blobs() {
-        let d = b.digest.to_string();
-        if !tx.contains(Table::RepoBlobs, &kv::key(&[&repo, &d]))? {
-            return Ok(Err(PutError::BlobUnknown(b.digest.clone())));
-        }
-        match super::blobs::blob_record(tx, &d)? {
-            Some(r) if r.size != b.size => return Ok(Err(mismatch(b, r.size))),
-            _ => {}
-        }
-    }
-    for c in &summary.children {
-        let d = c.digest.to_string();
-        if !tx.contains(Table::RepoManifests, &kv::key(&[&repo, &d]))? {
-            return Ok(Err(PutError::ManifestUnknown(c.digest.clone())));
-        }
-        if let Some(v) = tx.get(Table::Manifests, d.as_bytes())? {
-            match records::manifest_size_in_file(&d, &v)? {
-                (size, _) if size != c.size => return Ok(Err(mismatch(c, size))),
-                _ => {}
-            }
-        }
-    }
-    store_in(tx, files, &repo, &digest, &bytes, &summary, false)?;
+    store_in(tx, files, &repo, &digest, &bytes, &summary, origin)?;
     let pushed = PushedManifest {
         digest: &digest,
         size: bytes.len() as u64,
@@ -253,6 +239,44 @@ fn put_in(
     Ok(Ok(moved))
 }
 
+/// Every blob and child a manifest names must be in the repository, with
+/// the size its descriptor states. Refuses before anything is written: the
+/// batch commits the others' changes.
+fn check_content(
+    tx: &WriteTx,
+    repo: &str,
+    summary: &Summary,
+) -> Result<Result<(), PutError>, StoreError> {
+    let mismatch = |d: &Descriptor, stored: u64| PutError::SizeMismatch {
+        digest: d.digest.clone(),
+        declared: d.size,
+        stored,
+    };
+    for b in summary.required_blobs() {
+        let d = b.digest.to_string();
+        if !tx.contains(Table::RepoBlobs, &kv::key(&[repo, &d]))? {
+            return Ok(Err(PutError::BlobUnknown(b.digest.clone())));
+        }
+        match super::blobs::blob_record(tx, &d)? {
+            Some(r) if r.size != b.size => return Ok(Err(mismatch(b, r.size))),
+            _ => {}
+        }
+    }
+    for c in &summary.children {
+        let d = c.digest.to_string();
+        if !tx.contains(Table::RepoManifests, &kv::key(&[repo, &d]))? {
+            return Ok(Err(PutError::ManifestUnknown(c.digest.clone())));
+        }
+        if let Some(v) = tx.get(Table::Manifests, d.as_bytes())? {
+            match records::manifest_size_in_file(&d, &v)? {
+                (size, _) if size != c.size => return Ok(Err(mismatch(c, size))),
+                _ => {}
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Record a manifest (if new) and link it into `repo`.
 pub(super) fn store_in(
     tx: &mut WriteTx,
@@ -261,7 +285,7 @@ pub(super) fn store_in(
     digest: &Digest,
     bytes: &[u8],
     summary: &Summary,
-    made_by_berth: bool,
+    origin: records::Origin,
 ) -> Result<(), StoreError> {
     let d = digest.to_string();
     let in_file = bytes.len() > INLINE_MAX;
@@ -270,7 +294,7 @@ pub(super) fn store_in(
             files.put(Kind::Manifest, digest, bytes)?;
         }
         let inline = (!in_file).then_some(bytes);
-        let value = records::encode_manifest(summary, bytes.len() as u64, made_by_berth, inline);
+        let value = records::encode_manifest(summary, bytes.len() as u64, origin, inline);
         tx.insert(Table::Manifests, d.as_bytes(), &value)?;
     } else if in_file {
         // The same bytes again repair a file that rotted (verify on read

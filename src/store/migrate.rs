@@ -33,7 +33,10 @@ pub(super) fn v1_to_v2(kv: &Kv) -> Result<(), StoreError> {
         Ok(Some(records::encode_manifest(
             &rec.summary,
             rec.size,
-            rec.made_by_berth,
+            records::Origin {
+                made_by_berth: rec.made_by_berth,
+                cached: false,
+            },
             inline.as_deref(),
         )))
     })?;

@@ -26,6 +26,19 @@ pub struct ManifestRecord {
     /// An index Berth made by merging platforms (kept in canonical order).
     #[serde(default)]
     pub made_by_berth: bool,
+    /// Cached from an upstream: the blobs and children it names arrive
+    /// when first pulled, so their absence is not damage.
+    #[serde(default)]
+    pub cached: bool,
+}
+
+/// How a manifest came to be stored, besides a client's push.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// An index Berth made by merging platforms.
+    pub made_by_berth: bool,
+    /// Cached from an upstream (see [`ManifestRecord::cached`]).
+    pub cached: bool,
 }
 
 /// What a stored manifest's bytes do not say (schema 2). Borrowed when
@@ -37,6 +50,8 @@ struct ManifestHeader<'a> {
     in_file: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     made_by_berth: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    cached: bool,
     /// The media type it was pushed as (a body may omit it).
     media_type: Cow<'a, str>,
     /// From the image's config blob.
@@ -60,14 +75,15 @@ fn is_false(b: &bool) -> bool {
 pub fn encode_manifest(
     summary: &Summary,
     size: u64,
-    made_by_berth: bool,
+    origin: Origin,
     inline: Option<&[u8]>,
 ) -> Vec<u8> {
     let in_file = inline.is_none();
     let header = ManifestHeader {
         size,
         in_file,
-        made_by_berth,
+        made_by_berth: origin.made_by_berth,
+        cached: origin.cached,
         media_type: Cow::Borrowed(&summary.media_type),
         platform: summary.platform.as_ref().map(Cow::Borrowed),
         summary: in_file.then_some(Cow::Borrowed(summary)),
@@ -105,6 +121,7 @@ pub fn decode_manifest<'v>(
         in_file: h.in_file,
         summary,
         made_by_berth: h.made_by_berth,
+        cached: h.cached,
     };
     Ok((rec, inline))
 }
@@ -199,6 +216,14 @@ mod tests {
             in_file,
             summary,
             made_by_berth: true,
+            cached: false,
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            made_by_berth: true,
+            cached: false,
         }
     }
 
@@ -208,7 +233,7 @@ mod tests {
     fn manifest_values_round_trip() {
         for in_file in [false, true] {
             let rec = record(M, in_file);
-            let v = encode_manifest(&rec.summary, rec.size, true, (!in_file).then_some(M));
+            let v = encode_manifest(&rec.summary, rec.size, origin(), (!in_file).then_some(M));
             let (back, inline) = decode_manifest("d", &v).unwrap();
             assert_eq!(back, rec);
             assert_eq!(inline, if in_file { &[][..] } else { M });
@@ -221,14 +246,24 @@ mod tests {
     fn size_and_place_come_from_the_header() {
         for in_file in [false, true] {
             let rec = record(M, in_file);
-            let v = encode_manifest(&rec.summary, rec.size, false, (!in_file).then_some(M));
+            let v = encode_manifest(
+                &rec.summary,
+                rec.size,
+                Origin::default(),
+                (!in_file).then_some(M),
+            );
             assert_eq!(
                 manifest_size_in_file("d", &v).unwrap(),
                 (M.len() as u64, in_file)
             );
         }
         let rec = record(M, false);
-        let v = encode_manifest(&rec.summary, rec.size, false, Some(b"{not json"));
+        let v = encode_manifest(
+            &rec.summary,
+            rec.size,
+            Origin::default(),
+            Some(b"{not json"),
+        );
         assert!(decode_manifest("d", &v).is_err());
         assert_eq!(
             manifest_size_in_file("d", &v).unwrap(),
@@ -240,7 +275,7 @@ mod tests {
     #[test]
     fn damaged_manifest_values_are_corrupt_not_panics() {
         let rec = record(M, false);
-        let v = encode_manifest(&rec.summary, rec.size, true, Some(M));
+        let v = encode_manifest(&rec.summary, rec.size, origin(), Some(M));
         for cut in 0..v.len() {
             assert!(matches!(
                 decode_manifest("d", &v[..cut]),

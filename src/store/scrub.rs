@@ -416,6 +416,8 @@ fn dangling(
                 reference: d.clone(),
                 missing: format!("manifest record {d}"),
             }),
+            // a cached manifest's content arrives when it is pulled
+            Some(m) if m.cached => {}
             Some(m) => {
                 for b in m.summary.required_blobs() {
                     let bd = b.digest.to_string();

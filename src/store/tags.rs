@@ -118,7 +118,10 @@ pub(super) fn apply_in(
                 &m.digest,
                 &m.bytes,
                 &m.summary,
-                m.made_by_berth,
+                records::Origin {
+                    made_by_berth: m.made_by_berth,
+                    cached: false,
+                },
             )?;
             set_tag(tx, &k, &m.digest.to_string())?;
             Ok(Some(m.digest))

@@ -314,21 +314,29 @@ fn into_resp(r: Result<ureq::Response, ureq::Error>) -> Resp {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Sent as `Authorization` unless a request names its own.
+    auth: Option<String>,
 }
 
 impl Client {
     pub fn new(server: &Server) -> Client {
-        Client {
-            base: server.url(""),
-            agent: ureq::AgentBuilder::new().redirects(0).build(),
-        }
+        Client::from_base(&server.url(""))
     }
 
     pub fn from_base(base: &str) -> Client {
         Client {
             base: base.to_string(),
             agent: ureq::AgentBuilder::new().redirects(0).build(),
+            auth: None,
         }
+    }
+
+    /// The same client, logging in with HTTP Basic as `user:password`.
+    pub fn with_basic(mut self, user: &str, password: &str) -> Client {
+        use base64::Engine;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.auth = Some(format!("Basic {pair}"));
+        self
     }
 
     pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
@@ -338,6 +346,9 @@ impl Client {
             format!("{}{}", self.base, path)
         };
         let mut r = self.agent.request(method, &url);
+        if let Some(a) = &self.auth {
+            r = r.set("Authorization", a);
+        }
         for (k, v) in headers {
             r = r.set(k, v);
         }
@@ -563,4 +574,93 @@ pub fn parse_response(raw: &[u8]) -> Option<Resp> {
         headers,
         body: raw[end + 4..].to_vec(),
     })
+}
+
+/// CNCF Distribution (Debian's `docker-registry`, 2.8.2) on a loopback port
+/// with its own storage, for tests that need a real other registry. None
+/// when it is not installed (and BERTH_REQUIRE_CLIENTS is not set).
+pub struct Distribution {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    config: PathBuf,
+}
+
+impl Distribution {
+    /// Started with `auth_yaml` as its `auth:` section (empty: none).
+    pub fn start(auth_yaml: &str) -> Option<Distribution> {
+        let have = Command::new("docker-registry")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !have {
+            assert!(
+                std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+                "docker-registry is required (BERTH_REQUIRE_CLIENTS is set)"
+            );
+            eprintln!("docker-registry not installed: test skipped");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        let port = free_port();
+        let yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let mut d = Distribution {
+            port,
+            child: Command::new("true").spawn().unwrap(),
+            dir,
+            config,
+        };
+        d.spawn();
+        Some(d)
+    }
+
+    fn spawn(&mut self) {
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not come up");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop it (the upstream goes away); `start_again` brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An htpasswd line for `user` with `password` (bcrypt, as `htpasswd -B`).
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    format!("{user}:{}\n", bcrypt::hash(password, 4).unwrap())
 }

@@ -1,0 +1,386 @@
+//! Blobs fetched from an upstream once, however many clients ask at the
+//! same time, and streamed to each of them while they arrive.
+//!
+//! A fetch runs on a thread of its own: it reads the upstream's body into a
+//! staged upload while hashing it (the digest and the per-block blake3), and
+//! publishes its progress on a watch channel. Each client's `Arriving`
+//! stream reads the staged upload up to what has been written, but holds
+//! back the last [`HOLD`] bytes until the digest has been checked: if the
+//! upstream lied, the transfer fails and no client ever has the whole
+//! (wrong) blob, and nothing is kept. A verified blob is committed to the
+//! repository like an upload. Memory stays bounded: bytes go through the
+//! staged file, a piece at a time.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::watch;
+
+use super::mirror::Upstream;
+use super::Error;
+use crate::metrics::{Metrics, Mirror};
+use crate::oci::Digest;
+use crate::store::bodies::Staged;
+use crate::store::Store;
+use crate::verify::blocks::BlockHasher;
+use crate::verify::Hasher;
+
+/// Bytes at the end of a blob held back until it is verified.
+pub const HOLD: u64 = 64 << 10;
+
+/// Read and sent at a time.
+const PIECE: usize = 256 << 10;
+
+/// How far a fetch is.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// The upstream answered (and `size` is what it said, if it did).
+    pub started: bool,
+    pub size: Option<u64>,
+    /// The staged upload being written.
+    pub staged: Option<String>,
+    /// Bytes written to it.
+    pub written: u64,
+    /// Finished: verified and committed, or why not.
+    pub done: Option<Result<(), Failure>>,
+}
+
+/// Why a fetch kept nothing.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The upstream does not have the blob (it said 404).
+    pub missing: bool,
+    pub reason: String,
+}
+
+impl Failure {
+    fn new(reason: impl Into<String>) -> Failure {
+        Failure {
+            missing: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The fetches under way, by digest.
+#[derive(Default)]
+pub struct Fetches {
+    live: Mutex<HashMap<Digest, watch::Receiver<Progress>>>,
+}
+
+impl Fetches {
+    /// Join the fetch of `digest` under way, or start one from `up`'s
+    /// `remote` for `repo`.
+    pub fn join_or_start(
+        self: &Arc<Self>,
+        store: Arc<Store>,
+        up: Arc<Upstream>,
+        remote: String,
+        repo: String,
+        digest: Digest,
+        metrics: Arc<Metrics>,
+    ) -> Arriving {
+        let upstream = up.name().to_string();
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = match live.get(&digest) {
+            Some(rx) => rx.clone(),
+            None => {
+                let (tx, rx) = watch::channel(Progress::default());
+                live.insert(digest.clone(), rx.clone());
+                let (fetches, d, st) = (self.clone(), digest.clone(), store.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("berth-fetch".into())
+                    .spawn(move || {
+                        let result = fetch(&st, &up, &remote, &repo, &d, &tx, &metrics);
+                        if let Err(e) = &result {
+                            metrics.mirror.count(Mirror::Error, up.name(), "", 1);
+                            tracing::warn!(upstream = up.name(), digest = %d, error = %e, "blob fetch failed; nothing kept");
+                        }
+                        // gone from the map first: a later pull finds the
+                        // blob in the store, or starts anew
+                        fetches
+                            .live
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&d);
+                        tx.send_modify(|p| p.done = Some(result));
+                    });
+                if let Err(e) = spawned {
+                    live.remove(&digest);
+                    let (tx, rx) = watch::channel(Progress::default());
+                    tx.send_modify(|p| {
+                        p.done = Some(Err(Failure::new(format!("no fetch thread: {e}"))))
+                    });
+                    return Arriving::new(rx, digest, upstream, store, Some(tx));
+                }
+                rx
+            }
+        };
+        Arriving::new(rx, digest, upstream, store, None)
+    }
+}
+
+/// Read the upstream's body into a staged upload, verify, commit.
+fn fetch(
+    store: &Store,
+    up: &Upstream,
+    remote: &str,
+    repo: &str,
+    digest: &Digest,
+    tx: &watch::Sender<Progress>,
+    metrics: &Metrics,
+) -> Result<(), Failure> {
+    let blob = up
+        .client()
+        .and_then(|c| c.get_blob(remote, digest))
+        .map_err(|e| Failure::new(format!("upstream {}: {e}", up.name())))?
+        .ok_or_else(|| Failure {
+            missing: true,
+            reason: format!("upstream {} does not have {digest}", up.name()),
+        })?;
+    let (id, mut staged) = store.stage().map_err(|e| Failure::new(e.to_string()))?;
+    tx.send_modify(|p| {
+        p.started = true;
+        p.size = blob.size;
+        p.staged = Some(id.clone());
+    });
+    let result = receive(blob, staged.as_mut(), digest, tx, metrics, up.name());
+    let result = result.and_then(|(n, blocks)| {
+        staged.sync().map_err(|e| e.to_string())?;
+        drop(staged);
+        store
+            .commit_blob(repo, &id, digest, n, &blocks)
+            .map_err(|e| e.to_string())
+    });
+    let result = result.map_err(Failure::new);
+    if result.is_err() {
+        let _ = store.discard_staged(&id);
+    }
+    result
+}
+
+/// Copy the body into `staged`, hashing; the length and block hashes when
+/// it matches `digest` (and the announced size).
+fn receive(
+    mut blob: crate::upstream::Blob,
+    staged: &mut dyn Staged,
+    digest: &Digest,
+    tx: &watch::Sender<Progress>,
+    metrics: &Metrics,
+    upstream: &str,
+) -> Result<(u64, Vec<u8>), String> {
+    let mut h = Hasher::new(digest.algorithm());
+    let mut blocks = BlockHasher::default();
+    let mut buf = vec![0u8; PIECE];
+    let mut n = 0u64;
+    loop {
+        let k = match blob.body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("upstream {upstream}: body broke off: {e}")),
+        };
+        staged
+            .write_all(&buf[..k])
+            .map_err(|e| format!("staging: {e}"))?;
+        h.update(&buf[..k]);
+        blocks.update(&buf[..k]);
+        n += k as u64;
+        metrics.mirror.count(Mirror::Bytes, upstream, "", k as u64);
+        tx.send_modify(|p| p.written = n);
+        if blob.size.is_some_and(|s| n > s) {
+            return Err(format!(
+                "upstream {upstream} sent more than the {} bytes it announced",
+                blob.size.unwrap_or(0)
+            ));
+        }
+    }
+    if let Some(s) = blob.size {
+        if n != s {
+            return Err(format!("upstream {upstream} sent {n} bytes, announced {s}"));
+        }
+    }
+    let got = h.finish();
+    if &got != digest {
+        return Err(format!(
+            "upstream {upstream} sent content that hashes to {got}, not {digest}"
+        ));
+    }
+    Ok((n, blocks.finish()))
+}
+
+/// A blob on its way from an upstream, as one client receives it.
+pub struct Arriving {
+    rx: watch::Receiver<Progress>,
+    digest: Digest,
+    upstream: String,
+    store: Arc<Store>,
+    /// Keeps a failed start's channel open.
+    _failed: Option<watch::Sender<Progress>>,
+}
+
+impl Arriving {
+    fn new(
+        rx: watch::Receiver<Progress>,
+        digest: Digest,
+        upstream: String,
+        store: Arc<Store>,
+        failed: Option<watch::Sender<Progress>>,
+    ) -> Arriving {
+        Arriving {
+            rx,
+            digest,
+            upstream,
+            store,
+            _failed: failed,
+        }
+    }
+
+    /// Wait for the upstream's answer: the blob's size, if it said. Err
+    /// when the fetch failed before that.
+    pub async fn size(&mut self) -> Result<Option<u64>, Error> {
+        let p = self.wait(|p| p.started || p.done.is_some()).await?;
+        match p.done {
+            Some(Err(f)) => Err(self.error(f)),
+            _ => Ok(p.size),
+        }
+    }
+
+    /// Wait until the blob is verified and stored (or the fetch failed).
+    pub async fn finished(&mut self) -> Result<(), Error> {
+        let p = self.wait(|p| p.done.is_some()).await?;
+        match p.done {
+            Some(Err(f)) => Err(self.error(f)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn wait(&mut self, until: impl FnMut(&Progress) -> bool) -> Result<Progress, Error> {
+        let got = self.rx.wait_for(until).await.map(|p| p.clone());
+        got.map_err(|_| self.error(Failure::new("the fetch stopped")))
+    }
+
+    fn error(&self, f: Failure) -> Error {
+        match f.missing {
+            true => Error::BlobUnknown(self.digest.clone()),
+            false => Error::Upstream {
+                upstream: self.upstream.clone(),
+                reason: f.reason,
+            },
+        }
+    }
+
+    /// The blob's bytes as they arrive; the last [`HOLD`] bytes only once
+    /// verified. Ends with an error if the fetch fails.
+    pub fn stream(self) -> impl Stream<Item = std::io::Result<Bytes>> {
+        let tail = Tail {
+            rx: self.rx,
+            digest: self.digest,
+            store: self.store,
+            reader: None,
+            pos: 0,
+            ended: false,
+            _keep: self._failed,
+        };
+        futures_util::stream::unfold(tail, |mut t| async move {
+            let piece = t.next().await;
+            piece.map(|p| (p, t))
+        })
+    }
+}
+
+/// One client's read position in a fetch.
+struct Tail {
+    rx: watch::Receiver<Progress>,
+    digest: Digest,
+    store: Arc<Store>,
+    /// The staged upload (or, once committed, the stored blob), opened.
+    reader: Option<Box<dyn ReadSeek>>,
+    pos: u64,
+    ended: bool,
+    _keep: Option<watch::Sender<Progress>>,
+}
+
+trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send + ?Sized> ReadSeek for T {}
+
+impl Tail {
+    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let p = self.rx.borrow_and_update().clone();
+            let verified = matches!(p.done, Some(Ok(())));
+            if let Some(Err(e)) = &p.done {
+                self.ended = true;
+                return Some(Err(std::io::Error::other(e.reason.clone())));
+            }
+            let limit = match verified {
+                true => p.written,
+                false => p.written.saturating_sub(HOLD),
+            };
+            if self.pos < limit {
+                if self.reader.is_none() {
+                    match self.open(&p) {
+                        Ok(r) => self.reader = Some(r),
+                        // between install and commit: neither path opens
+                        Err(_) if !verified => {
+                            if self.rx.changed().await.is_err() {
+                                self.ended = true;
+                                return Some(Err(std::io::Error::other("the fetch stopped")));
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            self.ended = true;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                let want = (limit - self.pos).min(PIECE as u64) as usize;
+                return Some(self.read(want));
+            }
+            if verified {
+                self.ended = true;
+                return None;
+            }
+            if self.rx.changed().await.is_err() {
+                self.ended = true;
+                return Some(Err(std::io::Error::other("the fetch stopped")));
+            }
+        }
+    }
+
+    /// The staged upload, or the stored blob if it was committed before
+    /// this client opened it.
+    fn open(&self, p: &Progress) -> std::io::Result<Box<dyn ReadSeek>> {
+        if let Some(Ok(s)) = p.staged.as_deref().map(|id| self.store.open_upload(id)) {
+            return Ok(Box::new(s));
+        }
+        let stored = self
+            .store
+            .open_stored_blob(&self.digest)
+            .map_err(std::io::Error::other)?;
+        Ok(Box::new(stored))
+    }
+
+    /// `want` bytes at the position.
+    fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
+        let r = self.reader.as_mut().expect("opened before reading");
+        r.seek(SeekFrom::Start(self.pos))?;
+        let mut buf = vec![0u8; want];
+        r.read_exact(&mut buf)?;
+        self.pos += want as u64;
+        Ok(Bytes::from(buf))
+    }
+}
