@@ -242,3 +242,212 @@ fn concurrent_cold_pulls_share_one_upstream_fetch() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &other[1000..2000]);
 }
+
+/// Push one image per platform (`os/arch[/variant]`, each with a layer of
+/// its own) and an OCI index of them tagged `tag`. Returns, per platform,
+/// (config bytes, layer bytes).
+fn push_index(
+    c: &Client,
+    repo: &str,
+    tag: &str,
+    platforms: &[&str],
+    seed: u64,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut entries = Vec::new();
+    let mut parts = Vec::new();
+    for (i, p) in platforms.iter().enumerate() {
+        let f: Vec<&str> = p.split('/').collect();
+        let mut cfg = serde_json::json!({"os": f[0], "architecture": f[1], "rootfs": {"type": "layers", "diff_ids": []}});
+        let mut platform = serde_json::json!({"os": f[0], "architecture": f[1]});
+        if let Some(v) = f.get(2) {
+            cfg["variant"] = (*v).into();
+            platform["variant"] = (*v).into();
+        }
+        let cfg = serde_json::to_vec(&cfg).unwrap();
+        let layer = bytes(seed * 10 + i as u64, 200_000 + i * 1000);
+        let cd = c.push_blob(repo, &cfg);
+        let ld = c.push_blob(repo, &layer);
+        let m = common::image_manifest(&cd, cfg.len(), &[(&ld, layer.len())]);
+        let r = c.put_manifest(repo, &sha256(&m), common::OCI_MANIFEST, &m);
+        assert_eq!(r.status, 201, "{}", r.text());
+        entries.push(serde_json::json!({"mediaType": common::OCI_MANIFEST, "digest": sha256(&m), "size": m.len(), "platform": platform}));
+        parts.push((cfg, layer));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": common::OCI_INDEX, "manifests": entries})).unwrap();
+    let r = c.put_manifest(repo, tag, common::OCI_INDEX, &index);
+    assert_eq!(r.status, 201, "{}", r.text());
+    parts
+}
+
+/// A sync job with a platform filter over a Distribution upstream: only the
+/// chosen platforms' blobs cross the wire, the index is rewritten to list
+/// them (annotated), tags and repositories outside the job stay behind,
+/// and a second run fetches nothing.
+#[test]
+fn sync_copies_only_the_chosen_platforms() {
+    let Some((up, _auth)) = distribution() else {
+        return;
+    };
+    let upc = Client::from_base(&up.url()).with_basic("up", "up-pw");
+    let all = [
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/ppc64le",
+    ];
+    let parts = push_index(&upc, "team/app", "1.0", &all, 1);
+    push_index(&upc, "team/app", "2.0", &all, 2);
+    push_index(&upc, "team/tool", "1.1", &["linux/amd64"], 3);
+    push_index(&upc, "other/x", "1.0", &["linux/arm64"], 4);
+    let (s, _dir) = mirror(
+        &up.url(),
+        "[[sync]]\nupstream = \"hub\"\nrepos = [\"team/*\"]\ntags = [\"1.*\"]\nplatforms = [\"linux/arm64\", \"linux/arm/v7\"]\ninterval_secs = 0\n",
+    );
+    let c = Client::new(&s);
+    let r = c.req("POST", "/_berth/sync", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let job = &r.json()["jobs"][0];
+    assert_eq!(job["errors"], serde_json::json!([]), "{job}");
+    let chosen: u64 = parts[1..3]
+        .iter()
+        .map(|(c, l)| (c.len() + l.len()) as u64)
+        .sum();
+    assert_eq!(job["bytes_fetched"], chosen, "{job}");
+    assert_eq!(job["blobs_fetched"], 4, "{job}");
+    assert_eq!(
+        metric(&c, "berth_mirror_upstream_bytes_total"),
+        chosen as f64
+    );
+    assert_eq!(
+        job["skipped"],
+        serde_json::json!(["hub/team/tool:1.1"]),
+        "{job}"
+    );
+    let tags = job["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 1, "{job}");
+    assert!(tags[0]
+        .as_str()
+        .unwrap()
+        .starts_with("hub/team/app:1.0 -> sha256:"));
+
+    // the index as rewritten, served as synced (no refresh replaces it)
+    let r = c.get("/v2/hub/team/app/manifests/1.0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let index = r.json();
+    let kept: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept, ["arm64", "arm"]);
+    assert_eq!(
+        index["annotations"]["io.berth.bundle.platforms"],
+        "linux/arm64,linux/arm/v7"
+    );
+    assert_eq!(
+        metric(&c, "berth_mirror_upstream_bytes_total"),
+        chosen as f64
+    );
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        assert_eq!(
+            c.get(&format!("/v2/hub/team/app/manifests/{d}")).status,
+            200
+        );
+    }
+    let (_, arm_layer) = &parts[1];
+    let r = c.get(&format!("/v2/hub/team/app/blobs/{}", sha256(arm_layer)));
+    assert_eq!((r.status, r.body.len()), (200, arm_layer.len()));
+    assert_eq!(
+        metric(
+            &c,
+            "berth_mirror_misses_total{upstream=\"hub\",kind=\"blob\"}"
+        ),
+        0.0,
+        "synced blobs are local"
+    );
+
+    // again: everything is here
+    let job = c.req("POST", "/_berth/sync", &[], b"").json()["jobs"][0].clone();
+    assert_eq!(
+        (
+            job["bytes_fetched"].as_u64(),
+            job["manifests_present"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{job}"
+    );
+    assert_eq!(
+        metric(&c, "berth_mirror_upstream_bytes_total"),
+        chosen as f64
+    );
+}
+
+/// `max_bytes` evicts the least recently pulled cached blobs, keeps synced
+/// ones, and an evicted blob is fetched again when pulled.
+#[test]
+fn eviction_keeps_the_cache_within_max_bytes_and_synced_content() {
+    let upstream = Server::start();
+    let upc = Client::new(&upstream);
+    let mib = 1 << 20;
+    let layers: Vec<Vec<u8>> = (0..3).map(|i| bytes(20 + i, mib)).collect();
+    for (i, l) in layers.iter().enumerate() {
+        upc.push_image(&format!("cache/app{i}"), "v1", l);
+    }
+    let keep = bytes(30, mib);
+    upc.push_image("keep/app", "v1", &keep);
+    let s = Server::start_with_config(&format!(
+        "[[upstreams]]\nname = \"up\"\nurl = \"{}\"\nmax_bytes = {}\n\n[[sync]]\nupstream = \"up\"\nrepos = [\"keep/app\"]\ninterval_secs = 0\n",
+        upstream.url(""),
+        mib * 5 / 2
+    ));
+    let c = Client::new(&s);
+    let job = c.req("POST", "/_berth/sync", &[], b"").json()["jobs"][0].clone();
+    assert_eq!(job["errors"], serde_json::json!([]), "{job}");
+    let file = |d: &str| s.data.join("blobs/sha256").join(&d[7..9]).join(&d[7..]);
+    let evictions = |c: &Client| metric(c, "berth_mirror_evictions_total");
+    let wait_for = |n: f64| {
+        for _ in 0..100 {
+            if evictions(&c) >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no eviction to {n}");
+    };
+    let pull = |i: usize| {
+        let d = sha256(&layers[i]);
+        let r = c.get(&format!("/v2/up/cache/app{i}/blobs/{d}"));
+        assert_eq!((r.status, sha256(&r.body)), (200, d));
+    };
+    pull(0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(evictions(&c), 0.0, "within max_bytes");
+    pull(1);
+    wait_for(1.0);
+    assert!(
+        !file(&sha256(&layers[0])).exists(),
+        "least recently pulled evicted"
+    );
+    assert!(file(&sha256(&layers[1])).exists());
+    assert!(file(&sha256(&keep)).exists(), "synced content kept");
+    pull(2);
+    wait_for(2.0);
+    assert!(!file(&sha256(&layers[1])).exists());
+    assert!(file(&sha256(&keep)).exists(), "synced content kept");
+    let misses = |c: &Client| {
+        metric(
+            c,
+            "berth_mirror_misses_total{upstream=\"up\",kind=\"blob\"}",
+        )
+    };
+    assert_eq!(misses(&c), 3.0);
+    // evicted: fetched again, whole
+    pull(0);
+    assert_eq!(misses(&c), 4.0);
+    // synced: local
+    let r = c.get(&format!("/v2/up/keep/app/blobs/{}", sha256(&keep)));
+    assert_eq!(r.status, 200);
+    assert_eq!(misses(&c), 4.0);
+}

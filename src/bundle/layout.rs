@@ -20,7 +20,7 @@ pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The repository an entry belongs to (entries without a tag, e.g. referrers).
 pub const ANN_REPOSITORY: &str = "io.berth.repository";
 /// Set on an index rewritten to carry only some platforms.
-pub const ANN_PLATFORMS: &str = "io.berth.bundle.platforms";
+pub use crate::oci::filter::ANN_PLATFORMS;
 
 /// `berth-bundle.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

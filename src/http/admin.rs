@@ -1,7 +1,8 @@
 //! Operator endpoints outside `/v2`: `/healthz`, `/readyz`, `/metrics`, and
 //! the admin ones, `POST /_berth/gc[?dry_run=true]` (retention then GC) and
 //! `POST /_berth/scrub` (re-verify the store now; `GET` answers the last
-//! report). The work is the registry's (`registry::maintenance`); this
+//! report), `POST /_berth/sync` (run the `[[sync]]` jobs now, answered
+//! with a report per job; 429 while a run is under way). The work is the registry's (`registry::maintenance`); this
 //! file only answers for it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -26,6 +27,13 @@ pub async fn gc_now(req: &HttpRequest, state: State) -> ApiResult {
 pub async fn scrub_now(state: State) -> ApiResult {
     let reg = state.registry.clone();
     let report = web::block(move || reg.scrub()).await??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `POST /_berth/sync`: every sync job now, answered with their reports.
+pub async fn sync_now(state: State) -> ApiResult {
+    let reg = state.registry.clone();
+    let report = web::block(move || reg.sync_all()).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -51,7 +51,7 @@ fn need(req: &ServiceRequest, admin_metrics: bool) -> Need {
             }
             Need::On(needs)
         }
-        Route::Scrub | Route::Gc => Need::Admin,
+        Route::Scrub | Route::Gc | Route::Sync => Need::Admin,
         Route::Metrics if admin_metrics => Need::Admin,
         Route::Health | Route::Ready | Route::Metrics | Route::NotFound => Need::Nothing,
     }

@@ -45,6 +45,8 @@ pub enum Route<'a> {
     Scrub,
     /// `/_berth/gc` (admin).
     Gc,
+    /// `/_berth/sync` (admin): run the `[[sync]]` jobs now.
+    Sync,
     NotFound,
 }
 
@@ -61,14 +63,14 @@ impl Route<'_> {
             Route::Referrers { .. } => "referrers",
             Route::Platforms { .. } => "platforms",
             Route::Health | Route::Ready | Route::Metrics => "ops",
-            Route::Scrub | Route::Gc => "admin",
+            Route::Scrub | Route::Gc | Route::Sync => "admin",
             Route::NotFound => "other",
         }
     }
 
     /// The operator endpoints under `/_berth/`, which need an admin.
     pub fn is_admin(&self) -> bool {
-        matches!(self, Route::Scrub | Route::Gc)
+        matches!(self, Route::Scrub | Route::Gc | Route::Sync)
     }
 }
 
@@ -90,6 +92,7 @@ pub fn parse(path: &str) -> Route<'_> {
             "/metrics" => Route::Metrics,
             "/_berth/scrub" => Route::Scrub,
             "/_berth/gc" => Route::Gc,
+            "/_berth/sync" => Route::Sync,
             _ => Route::NotFound,
         };
     };
@@ -191,6 +194,8 @@ mod tests {
         );
         assert_eq!(parse("/_berth/gc"), Route::Gc);
         assert_eq!(parse("/_berth/scrub"), Route::Scrub);
+        assert_eq!(parse("/_berth/sync"), Route::Sync);
+        assert!(parse("/_berth/sync").is_admin());
         assert_eq!(parse("/metrics"), Route::Metrics);
         assert_eq!(parse("/_berth/gc/"), Route::NotFound);
         assert_eq!(parse("/%5Fberth/gc"), Route::NotFound);

@@ -4,6 +4,7 @@
 
 pub mod code;
 pub mod digest;
+pub mod filter;
 pub mod glob;
 pub mod manifest;
 pub mod media;

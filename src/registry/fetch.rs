@@ -112,7 +112,13 @@ impl Fetches {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&d);
+                        let kept = result.is_ok();
                         tx.send_modify(|p| p.done = Some(result));
+                        if kept {
+                            if let Err(e) = super::evict::evict(&st, &up, &metrics) {
+                                tracing::warn!(upstream = up.name(), error = %e, "mirror eviction failed");
+                            }
+                        }
                     });
                 if let Err(e) = spawned {
                     live.remove(&digest);
@@ -153,7 +159,15 @@ fn fetch(
         p.size = blob.size;
         p.staged = Some(id.clone());
     });
-    let result = receive(blob, staged.as_mut(), digest, tx, metrics, up.name());
+    let on_progress = |n: u64| tx.send_modify(|p| p.written = n);
+    let result = receive(
+        blob,
+        staged.as_mut(),
+        digest,
+        metrics,
+        up.name(),
+        &on_progress,
+    );
     let result = result.and_then(|(n, blocks)| {
         staged.sync().map_err(|e| e.to_string())?;
         drop(staged);
@@ -168,15 +182,16 @@ fn fetch(
     result
 }
 
-/// Copy the body into `staged`, hashing; the length and block hashes when
-/// it matches `digest` (and the announced size).
-fn receive(
+/// Copy the body into `staged`, hashing, telling `progress` the bytes
+/// written so far; the length and block hashes when it matches `digest`
+/// (and the announced size).
+pub(super) fn receive(
     mut blob: crate::upstream::Blob,
     staged: &mut dyn Staged,
     digest: &Digest,
-    tx: &watch::Sender<Progress>,
     metrics: &Metrics,
     upstream: &str,
+    progress: &dyn Fn(u64),
 ) -> Result<(u64, Vec<u8>), String> {
     let mut h = Hasher::new(digest.algorithm());
     let mut blocks = BlockHasher::default();
@@ -196,7 +211,7 @@ fn receive(
         blocks.update(&buf[..k]);
         n += k as u64;
         metrics.mirror.count(Mirror::Bytes, upstream, "", k as u64);
-        tx.send_modify(|p| p.written = n);
+        progress(n);
         if blob.size.is_some_and(|s| n > s) {
             return Err(format!(
                 "upstream {upstream} sent more than the {} bytes it announced",

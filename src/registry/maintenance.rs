@@ -112,8 +112,8 @@ impl Registry {
         Ok(self.store.check_writable()?)
     }
 
-    /// Start the schedulers: upload session expiry, and the scrub and GC
-    /// when their intervals are set. Each runs on a thread of its own and
+    /// Start the schedulers: upload session expiry, and the scrub, GC and
+    /// each sync job when their intervals are set. Each runs on a thread of its own and
     /// holds the registry only while it works, so the store still closes
     /// cleanly when the server stops.
     pub fn start_maintenance(self: &Arc<Registry>) {
@@ -142,6 +142,16 @@ impl Registry {
                 }
             });
         }
+        // each sync job on its own thread, the first run soon after start
+        // (an edge box catches up when it boots)
+        for (i, job) in self.config.sync.iter().enumerate() {
+            if let Some(secs) = nonzero(job.interval_secs) {
+                let name = format!("berth-sync-{i}");
+                every_after(self, &name, Duration::from_secs(1), secs, move |r| {
+                    r.sync_one(i);
+                });
+            }
+        }
     }
 }
 
@@ -157,11 +167,22 @@ fn every(
     period: Duration,
     job: impl Fn(&Registry) + Send + 'static,
 ) {
+    every_after(registry, name, period, period, job)
+}
+
+/// [`every`], the first run after `first`.
+fn every_after(
+    registry: &Arc<Registry>,
+    name: &str,
+    first: Duration,
+    period: Duration,
+    job: impl Fn(&Registry) + Send + 'static,
+) {
     let weak: Weak<Registry> = Arc::downgrade(registry);
     let spawned = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let mut due = Instant::now() + period;
+            let mut due = Instant::now() + first;
             loop {
                 // wake often enough to notice the registry is gone
                 std::thread::sleep(

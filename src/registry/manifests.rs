@@ -36,6 +36,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The outcome to report for `push`, made elsewhere than by
+    /// [`Registry::prepare_manifest`] (sync).
+    pub(super) fn for_push(push: &ManifestPush) -> Prepared {
+        Prepared {
+            digest: push.digest.clone(),
+            subject: push.summary.subject.as_ref().map(|s| s.digest.clone()),
+            tags: push.tags.clone(),
+        }
+    }
+
     /// The push's outcome from the store's answer.
     pub fn stored(self, r: std::result::Result<TagDigests, PutError>) -> Result<Pushed> {
         let tag_digests = r.map_err(|e| match e {

@@ -33,6 +33,8 @@ pub struct Upstream {
     checked: Mutex<HashMap<(String, String), Instant>>,
     /// When each blob was last pulled through this upstream (eviction).
     pub(super) pulled: Mutex<HashMap<Digest, Instant>>,
+    /// Held while evicting (one eviction at a time).
+    pub(super) evicting: Mutex<()>,
 }
 
 /// Tags remembered as checked at most (a bound; a miss costs one HEAD).
@@ -50,6 +52,7 @@ impl Upstream {
             broken,
             checked: Mutex::default(),
             pulled: Mutex::default(),
+            evicting: Mutex::default(),
         }
     }
 
@@ -176,6 +179,12 @@ impl Registry {
                 count(Mirror::Hit);
                 return Ok(());
             }
+            // a synced tag is the sync job's to move: pulls
+            // serve it as synced, platform filter and all
+            Reference::Tag(t) if local.is_some() && self.is_synced(up.name(), remote, t) => {
+                count(Mirror::Hit);
+                return Ok(());
+            }
             Reference::Tag(t) => Some(t.as_str()),
         };
         let outcome = (|| {
@@ -248,6 +257,48 @@ impl Registry {
         repo: &str,
         reference: &Reference,
     ) -> std::result::Result<(), Fetched> {
+        let m = self
+            .fetch_verified(up, remote, reference)
+            .map_err(|e| match e {
+                Fetched::Refused(Error::ManifestUnknown { .. }) => {
+                    Fetched::Refused(Error::ManifestUnknown {
+                        repo: repo.to_string(),
+                        reference: reference.clone(),
+                    })
+                }
+                e => e,
+            })?;
+        let tags = match reference {
+            Reference::Tag(t) => vec![t.clone()],
+            Reference::Digest(_) => Vec::new(),
+        };
+        let push = ManifestPush {
+            repo: repo.to_string(),
+            digest: m.digest,
+            bytes: m.bytes,
+            summary: m.summary,
+            tags,
+            // the upstream's content exactly: no merge
+            policy: Box::new(|pushed, _, _| TagTarget::Point(pushed.digest.clone())),
+            cached: true,
+        };
+        match self.store.put_manifest(push) {
+            Ok(_) => Ok(()),
+            Err(PutError::Store(e)) => Err(Fetched::Refused(Error::Store(e))),
+            // a cached push checks no content
+            Err(e) => Err(Fetched::Refused(lied(up, e.to_string()))),
+        }
+    }
+
+    /// Manifest `remote:reference` of the upstream, refused unless its
+    /// bytes hash to the digest it was asked by and the one the upstream
+    /// says it has, and parse. Blocking (network).
+    pub(super) fn fetch_verified(
+        &self,
+        up: &Upstream,
+        remote: &str,
+        reference: &Reference,
+    ) -> std::result::Result<Verified, Fetched> {
         let max = self.config.limits.max_manifest_bytes as u64;
         let got = up
             .client()
@@ -255,15 +306,9 @@ impl Registry {
             .map_err(Fetched::Upstream)?;
         let Some(m) = got else {
             return Err(Fetched::Refused(Error::ManifestUnknown {
-                repo: repo.to_string(),
+                repo: remote.to_string(),
                 reference: reference.clone(),
             }));
-        };
-        let lied = |what: String| {
-            Fetched::Refused(Error::Upstream {
-                upstream: up.name().to_string(),
-                reason: what,
-            })
         };
         let alg = match (reference, &m.digest) {
             (Reference::Digest(d), _) | (_, Some(d)) => d.algorithm(),
@@ -275,33 +320,21 @@ impl Registry {
             .flatten()
         {
             if claimed != digest {
-                return Err(lied(format!(
-                    "sent a manifest that hashes to {digest} for {claimed}; not kept"
+                return Err(Fetched::Refused(lied(
+                    up,
+                    format!("sent a manifest that hashes to {digest} for {claimed}; not kept"),
                 )));
             }
         }
-        let summary = manifest::parse(&m.media_type, &m.bytes)
-            .map_err(|e| lied(format!("sent a manifest Berth cannot store: {e}")))?;
-        let tags = match reference {
-            Reference::Tag(t) => vec![t.clone()],
-            Reference::Digest(_) => Vec::new(),
-        };
-        let push = ManifestPush {
-            repo: repo.to_string(),
+        let summary = manifest::parse(&m.media_type, &m.bytes).map_err(|e| {
+            Fetched::Refused(lied(up, format!("sent a manifest Berth cannot store: {e}")))
+        })?;
+        Ok(Verified {
             digest,
+            media_type: m.media_type,
             bytes: m.bytes,
             summary,
-            tags,
-            // the upstream's content exactly: no merge
-            policy: Box::new(|pushed, _, _| TagTarget::Point(pushed.digest.clone())),
-            cached: true,
-        };
-        match self.store.put_manifest(push) {
-            Ok(_) => Ok(()),
-            Err(PutError::Store(e)) => Err(Fetched::Refused(Error::Store(e))),
-            // a cached push checks no content
-            Err(e) => Err(lied(e.to_string())),
-        }
+        })
     }
 
     /// Blob `digest` of mirrored `repo` when the store lacks it (or holds
@@ -375,12 +408,28 @@ impl Registry {
     }
 }
 
+/// A manifest from an upstream that hashes to its digest.
+pub(super) struct Verified {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub summary: manifest::Summary,
+}
+
 /// Why a manifest fetch did not store anything.
-enum Fetched {
+pub(super) enum Fetched {
     /// The upstream did not answer usefully (an outage: cached copies serve).
     Upstream(UpstreamError),
     /// An answer, but one to refuse (missing, or not matching its digest).
     Refused(Error),
+}
+
+/// The upstream answered with something to refuse.
+fn lied(up: &Upstream, what: String) -> Error {
+    Error::Upstream {
+        upstream: up.name().to_string(),
+        reason: what,
+    }
 }
 
 fn reference_digest(r: &Reference) -> Option<Digest> {

@@ -14,6 +14,7 @@
 pub mod blobs;
 pub mod config_platforms;
 pub mod error;
+mod evict;
 pub mod fetch;
 pub mod lists;
 pub mod maintenance;
@@ -22,6 +23,7 @@ pub mod merge;
 pub mod mirror;
 pub mod platforms;
 pub mod retention;
+pub mod sync;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub struct Registry {
     maintenance: maintenance::State,
     /// Upstreams this registry mirrors, and blob fetches under way.
     mirrors: mirror::Mirrors,
+    syncing: sync::Syncing,
 }
 
 impl Registry {
@@ -58,6 +61,7 @@ impl Registry {
             metrics: Arc::default(),
             config_platforms: Default::default(),
             maintenance: Default::default(),
+            syncing: Default::default(),
         }
     }
 

@@ -57,6 +57,11 @@ impl Store {
             let Some(rec) = manifest_record(&tx, &d)? else {
                 continue;
             };
+            // a cached manifest's content lives by its links alone, so
+            // that eviction (unlinking) frees it
+            if rec.cached {
+                continue;
+            }
             for b in rec.summary.required_blobs() {
                 live_blobs.insert(b.digest.to_string());
             }

@@ -289,14 +289,22 @@ pub(super) fn store_in(
 ) -> Result<(), StoreError> {
     let d = digest.to_string();
     let in_file = bytes.len() > INLINE_MAX;
-    if !tx.contains(Table::Manifests, d.as_bytes())? {
+    let existed = tx.contains(Table::Manifests, d.as_bytes())?;
+    if !existed {
         if in_file && read_manifest_file(files, digest, bytes.len() as u64).is_err() {
             files.put(Kind::Manifest, digest, bytes)?;
         }
         let inline = (!in_file).then_some(bytes);
         let value = records::encode_manifest(summary, bytes.len() as u64, origin, inline);
         tx.insert(Table::Manifests, d.as_bytes(), &value)?;
-    } else if in_file {
+    } else if !origin.cached && manifest_record(tx, &d)?.is_some_and(|r| r.cached) {
+        // what was cached is now held complete (synced or pushed): its
+        // content is checked, and no longer evictable
+        let inline = (!in_file).then_some(bytes);
+        let value = records::encode_manifest(summary, bytes.len() as u64, origin, inline);
+        tx.insert(Table::Manifests, d.as_bytes(), &value)?;
+    }
+    if existed && in_file {
         // The same bytes again repair a file that rotted (verify on read
         // refuses to serve it meanwhile).
         if let Err(why) = read_manifest_file(files, digest, bytes.len() as u64) {

@@ -13,6 +13,7 @@
 
 pub mod blobs;
 pub mod bodies;
+pub mod cache;
 pub mod commit;
 mod error;
 pub mod figures;
@@ -34,6 +35,7 @@ use std::sync::{Arc, RwLock};
 use kv::{Kv, Reader, Table};
 
 pub use blobs::{BlobBody, BlobInfo};
+pub use cache::CacheUsage;
 pub use commit::Pending;
 pub use error::{out_of_space, Cause, StoreError};
 pub use figures::StoreFigures;

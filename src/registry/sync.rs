@@ -1,0 +1,392 @@
+//! Scheduled copies from an upstream (`[[sync]]`): the matching tags of the
+//! matching repositories, with only the chosen platforms of multi-arch
+//! images (an index is rewritten to list only them, annotated as bundle
+//! export does), every manifest checked against its digest and every blob
+//! hashed as it arrives; blobs the store already holds, in any repository,
+//! are linked instead of fetched. Synced content is complete (unlike what
+//! a pull caches) and is never evicted.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::mirror::{Fetched, Upstream, Verified};
+use super::{Error, Registry, Result};
+use crate::config::SyncConfig;
+use crate::metrics::Mirror;
+use crate::oci::filter::{filter_index, wanted, Filtered};
+use crate::oci::glob::glob_match;
+use crate::oci::{manifest, Descriptor, Digest, Kind, Platform, Reference};
+use crate::store::{ManifestPush, TagTarget};
+use crate::verify;
+
+/// Config blobs read for a platform at most this big.
+const MAX_CONFIG: u64 = 1 << 20;
+
+/// What one job did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct JobReport {
+    pub upstream: String,
+    /// `repo:tag -> digest` (the index as rewritten, when filtered).
+    pub tags: Vec<String>,
+    /// Tags left out: none of their platforms was chosen.
+    pub skipped: Vec<String>,
+    pub manifests: u64,
+    /// Index children held complete already (not fetched again).
+    pub manifests_present: u64,
+    pub blobs_fetched: u64,
+    /// Blobs the store held already (linked, not fetched).
+    pub blobs_present: u64,
+    pub bytes_fetched: u64,
+    pub errors: Vec<String>,
+    pub seconds: f64,
+}
+
+/// What a sync run did, job by job.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncReport {
+    pub jobs: Vec<JobReport>,
+}
+
+/// One run at a time.
+#[derive(Default)]
+pub struct Syncing(Mutex<()>);
+
+impl Registry {
+    /// Run every sync job now (`POST /_berth/sync`). Blocking (network).
+    pub fn sync_all(&self) -> Result<SyncReport> {
+        let Ok(_one) = self.syncing.0.try_lock() else {
+            return Err(Error::TooManyRequests("a sync is already running".into()));
+        };
+        let jobs = self.config.sync.iter().map(|j| self.sync_job(j)).collect();
+        Ok(SyncReport { jobs })
+    }
+
+    /// Run job `i` of `[[sync]]` (the scheduler's). Blocking (network).
+    pub fn sync_one(&self, i: usize) -> Option<JobReport> {
+        let _one = self.syncing.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.config.sync.get(i).map(|j| self.sync_job(j))
+    }
+
+    /// Does a sync job copy `remote:tag` of upstream `name`?
+    pub(super) fn is_synced(&self, name: &str, remote: &str, tag: &str) -> bool {
+        self.config
+            .sync
+            .iter()
+            .any(|j| j.upstream == name && takes(j, remote, tag))
+    }
+
+    fn sync_job(&self, job: &SyncConfig) -> JobReport {
+        let start = Instant::now();
+        let mut r = JobReport {
+            upstream: job.upstream.clone(),
+            ..JobReport::default()
+        };
+        let Some(up) = self.mirrors.by_name(&job.upstream) else {
+            r.errors.push(format!("no upstream named {}", job.upstream));
+            return r;
+        };
+        match self.sync_repos(up, job) {
+            Ok(repos) => {
+                for repo in repos {
+                    if let Err(e) = self.sync_repo(up, job, &repo, &mut r) {
+                        r.errors.push(format!("{repo}: {e}"));
+                    }
+                }
+            }
+            Err(e) => r.errors.push(e.to_string()),
+        }
+        if !r.errors.is_empty() {
+            self.metrics
+                .mirror
+                .count(Mirror::Error, up.name(), "", r.errors.len() as u64);
+        }
+        r.seconds = start.elapsed().as_secs_f64();
+        tracing::info!(
+            upstream = up.name(),
+            tags = r.tags.len(),
+            manifests = r.manifests,
+            blobs = r.blobs_fetched,
+            present = r.blobs_present,
+            bytes = r.bytes_fetched,
+            errors = r.errors.len(),
+            "sync"
+        );
+        r
+    }
+
+    /// The upstream repositories `job` names (globs through the catalog).
+    fn sync_repos(&self, up: &Upstream, job: &SyncConfig) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut catalog: Option<Vec<String>> = None;
+        for pattern in &job.repos {
+            if !pattern.contains(['*', '?']) {
+                out.push(pattern.clone());
+                continue;
+            }
+            if catalog.is_none() {
+                let all = up
+                    .client()
+                    .and_then(|c| c.catalog())
+                    .map_err(|e| upstream(up, e))?;
+                catalog = Some(all);
+            }
+            let all = catalog.as_deref().unwrap_or_default();
+            out.extend(all.iter().filter(|r| glob_match(pattern, r)).cloned());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn sync_repo(
+        &self,
+        up: &Upstream,
+        job: &SyncConfig,
+        remote: &str,
+        r: &mut JobReport,
+    ) -> Result<()> {
+        let local = format!("{}/{remote}", up.name());
+        let tags = up
+            .client()
+            .and_then(|c| c.tags(remote))
+            .map_err(|e| upstream(up, e))?;
+        for tag in tags.iter().filter(|t| takes(job, remote, t)) {
+            match self.sync_tag(up, &job.platforms, remote, &local, tag, r) {
+                Ok(Some(d)) => r.tags.push(format!("{local}:{tag} -> {d}")),
+                Ok(None) => r.skipped.push(format!("{local}:{tag}")),
+                Err(e) => r.errors.push(format!("{local}:{tag}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy one tag; the digest it points to here, or None when none of
+    /// its platforms is wanted.
+    fn sync_tag(
+        &self,
+        up: &Upstream,
+        platforms: &[Platform],
+        remote: &str,
+        local: &str,
+        tag: &str,
+        r: &mut JobReport,
+    ) -> Result<Option<Digest>> {
+        let Verified {
+            digest,
+            media_type,
+            bytes,
+            summary,
+        } = self.fetch_checked(up, remote, &Reference::Tag(tag.to_string()))?;
+        let (bytes, children, rewritten) = match summary.kind {
+            Kind::Index if !platforms.is_empty() => {
+                match filter_index(&bytes, &summary.children, platforms) {
+                    Filtered::Unchanged => (bytes, summary.children.clone(), false),
+                    Filtered::Empty => return Ok(None),
+                    Filtered::Rewritten(b, kept) => (b, kept, true),
+                }
+            }
+            Kind::Index => (bytes, summary.children.clone(), false),
+            Kind::Image => {
+                if !platforms.is_empty() {
+                    match self.image_platform(up, remote, local, &summary, r)? {
+                        Some(p) if wanted(platforms, &p) => {}
+                        _ => return Ok(None),
+                    }
+                }
+                self.copy_image(up, remote, local, &summary, r)?;
+                (bytes, Vec::new(), false)
+            }
+        };
+        for child in &children {
+            self.sync_child(up, remote, local, child, r)?;
+        }
+        // a rewritten index has a digest of its own
+        let digest = match rewritten {
+            true => verify::digest_bytes(digest.algorithm(), &bytes),
+            false => digest,
+        };
+        self.store_synced(local, &digest, &media_type, bytes, Some(tag))?;
+        r.manifests += 1;
+        Ok(Some(digest))
+    }
+
+    /// An index entry: its manifest and (for an image) its blobs.
+    fn sync_child(
+        &self,
+        up: &Upstream,
+        remote: &str,
+        local: &str,
+        child: &Descriptor,
+        r: &mut JobReport,
+    ) -> Result<()> {
+        // synced before (or pushed): all its content is here
+        if self.store.has_complete_manifest(local, &child.digest)? {
+            r.manifests_present += 1;
+            return Ok(());
+        }
+        let Verified {
+            digest,
+            media_type,
+            bytes,
+            summary,
+        } = self.fetch_checked(up, remote, &Reference::Digest(child.digest.clone()))?;
+        if summary.kind == Kind::Index {
+            return Err(Error::Upstream {
+                upstream: up.name().to_string(),
+                reason: format!("{digest}: an index inside an index is not synced"),
+            });
+        }
+        self.copy_image(up, remote, local, &summary, r)?;
+        self.store_synced(local, &digest, &media_type, bytes, None)?;
+        r.manifests += 1;
+        Ok(())
+    }
+
+    /// An image's blobs: linked when the store holds them, else fetched.
+    fn copy_image(
+        &self,
+        up: &Upstream,
+        remote: &str,
+        local: &str,
+        summary: &manifest::Summary,
+        r: &mut JobReport,
+    ) -> Result<()> {
+        for b in summary.required_blobs() {
+            if self.store.blob(local, &b.digest)?.is_some() {
+                r.blobs_present += 1;
+                continue;
+            }
+            if self.store.has_blob(&b.digest)? {
+                self.store.mount_blob(local, &b.digest, None)?;
+                r.blobs_present += 1;
+                continue;
+            }
+            r.bytes_fetched += self.fetch_blob_now(up, remote, local, &b.digest)?;
+            r.blobs_fetched += 1;
+            self.metrics
+                .mirror
+                .count(Mirror::Synced, up.name(), "blob", 1);
+        }
+        Ok(())
+    }
+
+    /// The platform an image's config states (the config is copied).
+    fn image_platform(
+        &self,
+        up: &Upstream,
+        remote: &str,
+        local: &str,
+        s: &manifest::Summary,
+        r: &mut JobReport,
+    ) -> Result<Option<Platform>> {
+        let Some(c) = s
+            .config
+            .as_ref()
+            .filter(|c| c.size <= MAX_CONFIG && s.is_image())
+        else {
+            return Ok(None);
+        };
+        if !self.store.has_blob(&c.digest)? {
+            r.bytes_fetched += self.fetch_blob_now(up, remote, local, &c.digest)?;
+            r.blobs_fetched += 1;
+        } else if self.store.blob(local, &c.digest)?.is_none() {
+            self.store.mount_blob(local, &c.digest, None)?;
+        }
+        let mut bytes = Vec::new();
+        let mut body = self.store.open_stored_blob(&c.digest)?;
+        std::io::Read::read_to_end(&mut body, &mut bytes)?;
+        Ok(Platform::from_config(&bytes))
+    }
+
+    /// Fetch blob `digest` of `remote` into `local`, verified; its size.
+    fn fetch_blob_now(
+        &self,
+        up: &Upstream,
+        remote: &str,
+        local: &str,
+        digest: &Digest,
+    ) -> Result<u64> {
+        let blob = up
+            .client()
+            .and_then(|c| c.get_blob(remote, digest))
+            .map_err(|e| upstream(up, e))?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        let (id, mut staged) = self.store.stage()?;
+        let copied = super::fetch::receive(
+            blob,
+            staged.as_mut(),
+            digest,
+            &self.metrics,
+            up.name(),
+            &|_| {},
+        )
+        .map_err(|reason| Error::Upstream {
+            upstream: up.name().to_string(),
+            reason,
+        })
+        .and_then(|(n, blocks)| {
+            staged.sync()?;
+            drop(staged);
+            self.store.commit_blob(local, &id, digest, n, &blocks)?;
+            Ok(n)
+        });
+        if copied.is_err() {
+            let _ = self.store.discard_staged(&id);
+        }
+        copied
+    }
+
+    /// A manifest of the upstream, checked against its digest.
+    fn fetch_checked(
+        &self,
+        up: &Upstream,
+        remote: &str,
+        reference: &Reference,
+    ) -> Result<Verified> {
+        self.fetch_verified(up, remote, reference)
+            .map_err(|e| match e {
+                Fetched::Upstream(e) => upstream(up, e),
+                Fetched::Refused(e) => e,
+            })
+    }
+
+    /// Store a complete manifest (its content is all here) under `tag`.
+    fn store_synced(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        media_type: &str,
+        bytes: Vec<u8>,
+        tag: Option<&str>,
+    ) -> Result<()> {
+        let summary = manifest::parse(media_type, &bytes)
+            .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+        let push = ManifestPush {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+            bytes,
+            summary,
+            tags: tag.into_iter().map(str::to_string).collect(),
+            policy: Box::new(|pushed, _, _| TagTarget::Point(pushed.digest.clone())),
+            cached: false,
+        };
+        let prepared = super::manifests::Prepared::for_push(&push);
+        prepared.stored(self.store.put_manifest(push))?;
+        Ok(())
+    }
+}
+
+/// Does `job` copy `remote:tag`?
+fn takes(job: &SyncConfig, remote: &str, tag: &str) -> bool {
+    job.repos.iter().any(|g| glob_match(g, remote))
+        && (job.tags.is_empty() || job.tags.iter().any(|g| glob_match(g, tag)))
+}
+
+fn upstream(up: &Upstream, e: crate::upstream::UpstreamError) -> Error {
+    Error::Upstream {
+        upstream: up.name().to_string(),
+        reason: e.to_string(),
+    }
+}
