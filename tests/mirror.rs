@@ -451,3 +451,57 @@ fn eviction_keeps_the_cache_within_max_bytes_and_synced_content() {
     assert_eq!(r.status, 200);
     assert_eq!(misses(&c), 4.0);
 }
+
+/// An upstream that wants the Bearer token flow (Distribution with
+/// `auth.token`, tokens from a test token server that checks the Basic
+/// credentials): the mirror asks for a token once per scope and reuses it.
+#[test]
+fn the_bearer_token_flow_logs_in_to_a_token_upstream() {
+    let tokens = common::token_server::TokenServer::start("up", "up-pw");
+    let Some(up) = Distribution::start(&tokens.distribution_auth()) else {
+        return;
+    };
+    let anonymous = Client::from_base(&up.url()).get("/v2/");
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous
+        .header("www-authenticate")
+        .unwrap_or("")
+        .starts_with("Bearer realm="));
+    let pusher =
+        Client::from_base(&up.url()).with_bearer(&tokens.token_for("team/app", "pull,push"));
+    let layer = bytes(40, 500_000);
+    let (md, m) = pusher.push_image("team/app", "v1", &layer);
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(before, 0);
+
+    let (s, _dir) = mirror(&up.url(), "");
+    let c = Client::new(&s);
+    let r = c.get("/v2/hub/team/app/manifests/v1");
+    assert_eq!((r.status, r.body.clone()), (200, m), "{}", r.text());
+    assert_eq!(r.header("docker-content-digest"), Some(md.as_str()));
+    let ld = sha256(&layer);
+    let r = c.get(&format!("/v2/hub/team/app/blobs/{ld}"));
+    assert_eq!((r.status, sha256(&r.body)), (200, ld));
+    let issued = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        issued, 1,
+        "one token for repository:team/app:pull, then reused"
+    );
+
+    // wrong credentials: no token, nothing served, an error naming the upstream
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "wrong\n").unwrap();
+    let bad = Server::start_with_config(&format!(
+        "[[upstreams]]\nname = \"hub\"\nurl = \"{}\"\nusername = \"up\"\npassword_file = \"{}\"\n",
+        up.url(),
+        dir.path().join("pw").display()
+    ));
+    let r = Client::new(&bad).get("/v2/hub/team/app/manifests/v1");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "UNAVAILABLE"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("hub"), "{}", r.text());
+}

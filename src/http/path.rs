@@ -36,7 +36,9 @@ fn path_char(b: u8) -> bool {
 /// containerd's mirror requests name the registry they stand in for in
 /// `?ns=` (`/v2/library/alpine/manifests/3?ns=docker.io`): when an
 /// upstream serves that host, the path is the one of its namespace
-/// (`/v2/hub/library/alpine/manifests/3`).
+/// (`/v2/hub/library/alpine/manifests/3`). A path already in that
+/// namespace (containerd's `override_path = true` onto `/v2/hub`) is left
+/// as it is.
 pub fn mirrored_path(
     path: &str,
     ns: &str,
@@ -45,6 +47,12 @@ pub fn mirrored_path(
     let up = upstreams.iter().find(|u| u.hosts.iter().any(|h| h == ns))?;
     let rest = path.strip_prefix("/v2/")?;
     if rest.is_empty() || rest.starts_with("_catalog") {
+        return None;
+    }
+    if rest
+        .strip_prefix(up.name.as_str())
+        .is_some_and(|r| r.starts_with('/'))
+    {
         return None;
     }
     Some(format!("/v2/{}/{rest}", up.name))
@@ -106,6 +114,26 @@ fn set_path(req: &mut ServiceRequest, path: String) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ns_maps_into_the_namespace_once() {
+        let up: crate::config::UpstreamConfig =
+            toml::from_str("name = \"hub\"\nurl = \"http://u\"\nhosts = [\"docker.io\"]").unwrap();
+        let ups = [up];
+        let m = |p: &str, ns: &str| mirrored_path(p, ns, &ups);
+        assert_eq!(
+            m("/v2/library/alpine/manifests/3", "docker.io").as_deref(),
+            Some("/v2/hub/library/alpine/manifests/3")
+        );
+        // override_path onto /v2/hub: already there
+        assert_eq!(m("/v2/hub/library/alpine/manifests/3", "docker.io"), None);
+        assert_eq!(
+            m("/v2/hubble/x/manifests/3", "docker.io").as_deref(),
+            Some("/v2/hub/hubble/x/manifests/3")
+        );
+        assert_eq!(m("/v2/library/alpine/manifests/3", "quay.io"), None);
+        assert_eq!(m("/v2/_catalog", "docker.io"), None);
+    }
 
     #[test]
     fn decodes_once_and_refuses_what_names_never_hold() {

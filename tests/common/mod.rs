@@ -2,6 +2,8 @@
 //! to it over HTTP.
 #![allow(dead_code)]
 
+pub mod token_server;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -336,6 +338,12 @@ impl Client {
         use base64::Engine;
         let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         self.auth = Some(format!("Basic {pair}"));
+        self
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn with_bearer(mut self, token: &str) -> Client {
+        self.auth = Some(format!("Bearer {token}"));
         self
     }
 
