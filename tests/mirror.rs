@@ -43,6 +43,18 @@ fn metric(c: &Client, line_start: &str) -> f64 {
         .sum()
 }
 
+/// Wait until `s`'s store has committed `n` blobs (a pulling client has a
+/// blob once it is verified; it is kept once durable, just after).
+fn wait_kept(c: &Client, n: f64) {
+    for _ in 0..200 {
+        if metric(c, "berth_store_blobs ") >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("fewer than {n} blobs kept");
+}
+
 #[test]
 fn pulls_through_by_namespace_and_by_ns() {
     let Some((up, _auth)) = distribution() else {
@@ -61,6 +73,7 @@ fn pulls_through_by_namespace_and_by_ns() {
     let ld = sha256(&layer);
     let r = c.get(&format!("/v2/hub/library/alpine/blobs/{ld}"));
     assert_eq!((r.status, sha256(&r.body)), (200, ld.clone()));
+    wait_kept(&c, 1.0);
     // by containerd's ?ns=: the same cached content
     let r = c.get("/v2/library/alpine/manifests/3.20?ns=docker.io");
     assert_eq!((r.status, r.body.clone()), (200, m.clone()));

@@ -34,6 +34,9 @@ pub const HOLD: u64 = 64 << 10;
 /// Read and sent at a time.
 const PIECE: usize = 256 << 10;
 
+/// Pieces kept in memory for clients that keep up (2 MiB).
+const RECENT: usize = 8;
+
 /// How far a fetch is.
 #[derive(Clone, Debug, Default)]
 pub struct Progress {
@@ -44,6 +47,12 @@ pub struct Progress {
     pub staged: Option<String>,
     /// Bytes written to it.
     pub written: u64,
+    /// The last pieces written, by offset: a client keeping up takes them
+    /// from here (no copy) instead of reading the file again.
+    pub recent: std::collections::VecDeque<(u64, Bytes)>,
+    /// Every byte arrived and hashes to the digest: clients may have the
+    /// held-back tail while the blob is made durable and committed.
+    pub verified: bool,
     /// Finished: verified and committed, or why not.
     pub done: Option<Result<(), Failure>>,
 }
@@ -159,7 +168,15 @@ fn fetch(
         p.size = blob.size;
         p.staged = Some(id.clone());
     });
-    let on_progress = |n: u64| tx.send_modify(|p| p.written = n);
+    let on_progress = |n: u64, piece: &Bytes| {
+        tx.send_modify(|p| {
+            p.written = n;
+            p.recent.push_back((n - piece.len() as u64, piece.clone()));
+            if p.recent.len() > RECENT {
+                p.recent.pop_front();
+            }
+        })
+    };
     let result = receive(
         blob,
         staged.as_mut(),
@@ -169,6 +186,7 @@ fn fetch(
         &on_progress,
     );
     let result = result.and_then(|(n, blocks)| {
+        tx.send_modify(|p| p.verified = true);
         staged.sync().map_err(|e| e.to_string())?;
         drop(staged);
         store
@@ -184,34 +202,103 @@ fn fetch(
 
 /// Copy the body into `staged`, hashing, telling `progress` the bytes
 /// written so far; the length and block hashes when it matches `digest`
-/// (and the announced size).
+/// (and the announced size). The digest and the block hashes are computed
+/// on two threads of their own, fed the pieces as they are written, so the
+/// transfer runs at the speed of the slowest of read, digest and blocks
+/// instead of their sum (a few pieces in flight bound the memory).
 pub(super) fn receive(
     mut blob: crate::upstream::Blob,
     staged: &mut dyn Staged,
     digest: &Digest,
     metrics: &Metrics,
     upstream: &str,
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64, &Bytes),
 ) -> Result<(u64, Vec<u8>), String> {
-    let mut h = Hasher::new(digest.algorithm());
-    let mut blocks = BlockHasher::default();
-    let mut buf = vec![0u8; PIECE];
+    let (to_digest, pieces_d) = std::sync::mpsc::sync_channel::<Bytes>(IN_FLIGHT);
+    let (to_blocks, pieces_b) = std::sync::mpsc::sync_channel::<Bytes>(IN_FLIGHT);
+    let alg = digest.algorithm();
+    std::thread::scope(|sc| {
+        let digesting = sc.spawn(move || {
+            let mut h = Hasher::new(alg);
+            for p in pieces_d {
+                h.update(&p);
+            }
+            h.finish()
+        });
+        let blocking = sc.spawn(move || {
+            let mut b = BlockHasher::default();
+            for p in pieces_b {
+                b.update(&p);
+            }
+            b.finish()
+        });
+        let copied = copy_body(&mut blob, staged, metrics, upstream, progress, |piece| {
+            // a hasher gone means its thread panicked: the join says so
+            let _ = to_digest.send(piece.clone());
+            let _ = to_blocks.send(piece);
+        });
+        drop((to_digest, to_blocks));
+        let got = digesting
+            .join()
+            .map_err(|_| "digest thread failed".to_string());
+        let blocks = blocking
+            .join()
+            .map_err(|_| "block hash thread failed".to_string());
+        let n = copied?;
+        let (got, blocks) = (got?, blocks?);
+        if &got != digest {
+            return Err(format!(
+                "upstream {upstream} sent content that hashes to {got}, not {digest}"
+            ));
+        }
+        Ok((n, blocks))
+    })
+}
+
+/// Pieces handed to each hasher ahead of it, at most.
+const IN_FLIGHT: usize = 16;
+
+/// Write the body to `staged`, handing each piece to `hash`; its length,
+/// checked against the announced size.
+fn copy_body(
+    blob: &mut crate::upstream::Blob,
+    staged: &mut dyn Staged,
+    metrics: &Metrics,
+    upstream: &str,
+    progress: &dyn Fn(u64, &Bytes),
+    hash: impl Fn(Bytes),
+) -> Result<u64, String> {
     let mut n = 0u64;
-    loop {
-        let k = match blob.body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("upstream {upstream}: body broke off: {e}")),
-        };
+    let mut eof = false;
+    while !eof {
+        // whole pieces: the HTTP client reads a few KiB at a time, and a
+        // write, two hand-offs and a wake-up per few KiB cost more than
+        // the bytes
+        let mut buf = vec![0u8; PIECE];
+        let mut k = 0;
+        while k < PIECE {
+            match blob.body.read(&mut buf[k..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(got) => k += got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("upstream {upstream}: body broke off: {e}")),
+            }
+        }
+        if k == 0 {
+            break;
+        }
+        buf.truncate(k);
+        let piece = Bytes::from(buf);
         staged
-            .write_all(&buf[..k])
+            .write_all(&piece)
             .map_err(|e| format!("staging: {e}"))?;
-        h.update(&buf[..k]);
-        blocks.update(&buf[..k]);
+        hash(piece.clone());
         n += k as u64;
         metrics.mirror.count(Mirror::Bytes, upstream, "", k as u64);
-        progress(n);
+        progress(n, &piece);
         if blob.size.is_some_and(|s| n > s) {
             return Err(format!(
                 "upstream {upstream} sent more than the {} bytes it announced",
@@ -224,13 +311,7 @@ pub(super) fn receive(
             return Err(format!("upstream {upstream} sent {n} bytes, announced {s}"));
         }
     }
-    let got = h.finish();
-    if &got != digest {
-        return Err(format!(
-            "upstream {upstream} sent content that hashes to {got}, not {digest}"
-        ));
-    }
-    Ok((n, blocks.finish()))
+    Ok(n)
 }
 
 /// A blob on its way from an upstream, as one client receives it.
@@ -334,22 +415,42 @@ impl Tail {
             return None;
         }
         loop {
-            let p = self.rx.borrow_and_update().clone();
-            let verified = matches!(p.done, Some(Ok(())));
-            if let Some(Err(e)) = &p.done {
-                self.ended = true;
-                return Some(Err(std::io::Error::other(e.reason.clone())));
-            }
-            let limit = match verified {
-                true => p.written,
-                false => p.written.saturating_sub(HOLD),
+            let (limit, verified, done, staged, recent) = {
+                let p = self.rx.borrow_and_update();
+                if let Some(Err(e)) = &p.done {
+                    self.ended = true;
+                    return Some(Err(std::io::Error::other(e.reason.clone())));
+                }
+                let limit = match p.verified {
+                    true => p.written,
+                    false => p.written.saturating_sub(HOLD),
+                };
+                let pos = self.pos;
+                let recent = p
+                    .recent
+                    .iter()
+                    .find(|(at, b)| *at <= pos && pos < at + b.len() as u64)
+                    .map(|(at, b)| (*at, b.clone()));
+                (
+                    limit,
+                    p.verified,
+                    p.done.is_some(),
+                    p.staged.clone(),
+                    recent,
+                )
             };
             if self.pos < limit {
+                if let Some((at, b)) = recent {
+                    let from = (self.pos - at) as usize;
+                    let to = ((limit - at) as usize).min(b.len());
+                    self.pos += (to - from) as u64;
+                    return Some(Ok(b.slice(from..to)));
+                }
                 if self.reader.is_none() {
-                    match self.open(&p) {
+                    match self.open(staged.as_deref()) {
                         Ok(r) => self.reader = Some(r),
                         // between install and commit: neither path opens
-                        Err(_) if !verified => {
+                        Err(_) if !done => {
                             if self.rx.changed().await.is_err() {
                                 self.ended = true;
                                 return Some(Err(std::io::Error::other("the fetch stopped")));
@@ -378,8 +479,8 @@ impl Tail {
 
     /// The staged upload, or the stored blob if it was committed before
     /// this client opened it.
-    fn open(&self, p: &Progress) -> std::io::Result<Box<dyn ReadSeek>> {
-        if let Some(Ok(s)) = p.staged.as_deref().map(|id| self.store.open_upload(id)) {
+    fn open(&self, staged: Option<&str>) -> std::io::Result<Box<dyn ReadSeek>> {
+        if let Some(Ok(s)) = staged.map(|id| self.store.open_upload(id)) {
             return Ok(Box::new(s));
         }
         let stored = self
@@ -393,8 +494,12 @@ impl Tail {
     fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
         let r = self.reader.as_mut().expect("opened before reading");
         r.seek(SeekFrom::Start(self.pos))?;
-        let mut buf = vec![0u8; want];
-        r.read_exact(&mut buf)?;
+        // into spare capacity: no zeroing first
+        let mut buf = Vec::with_capacity(want);
+        r.take(want as u64).read_to_end(&mut buf)?;
+        if buf.len() < want {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
         self.pos += want as u64;
         Ok(Bytes::from(buf))
     }

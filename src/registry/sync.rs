@@ -320,7 +320,7 @@ impl Registry {
             digest,
             &self.metrics,
             up.name(),
-            &|_| {},
+            &|_, _| {},
         )
         .map_err(|reason| Error::Upstream {
             upstream: up.name().to_string(),
