@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Read;
 
-use common::{bytes, sha256, Client, Distribution, Server};
+use common::{bytes, metric, sha256, Client, Distribution, Server};
 
 /// A Distribution upstream with htpasswd auth (user `up`, password `up-pw`);
 /// the directory holds its htpasswd file.
@@ -32,15 +32,6 @@ fn mirror(url: &str, extra: &str) -> (Server, tempfile::TempDir) {
         pw.display()
     );
     (Server::start_with_config(&cfg), dir)
-}
-
-fn metric(c: &Client, line_start: &str) -> f64 {
-    c.get("/metrics")
-        .text()
-        .lines()
-        .filter(|l| l.starts_with(line_start))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Wait until `s`'s store has committed `n` blobs (a pulling client has a

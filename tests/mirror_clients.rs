@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{sha256, Client, Distribution, Server};
+use common::{metric, sha256, Client, Distribution, Server};
 
 fn have(cmd: &str) -> bool {
     let found = Command::new("sh")
@@ -39,15 +39,6 @@ fn run(cmd: &mut Command) -> String {
     );
     assert!(out.status.success(), "{cmd:?} failed:\n{text}");
     text
-}
-
-fn metric(c: &Client, line_start: &str) -> f64 {
-    c.get("/metrics")
-        .text()
-        .lines()
-        .filter(|l| l.starts_with(line_start))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// A gzipped tar holding one file, as real image layers are.

@@ -668,6 +668,16 @@ impl Drop for Distribution {
     }
 }
 
+/// The sum of the `/metrics` samples whose line starts with `line_start`.
+pub fn metric(c: &Client, line_start: &str) -> f64 {
+    c.get("/metrics")
+        .text()
+        .lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// An htpasswd line for `user` with `password` (bcrypt, as `htpasswd -B`).
 pub fn htpasswd_line(user: &str, password: &str) -> String {
     format!("{user}:{}\n", bcrypt::hash(password, 4).unwrap())
