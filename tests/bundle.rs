@@ -680,3 +680,50 @@ fn import_merges_platforms_into_existing_tags() {
     assert_eq!(got.header("docker-content-digest"), Some(arm.as_str()));
     assert_ne!(arm, amd);
 }
+
+/// `export --url` logs in the way the mirror does: against a registry in
+/// token mode (Distribution with `auth.token`, tokens from the test token
+/// server) the Bearer flow with the `--user` credentials; a wrong password
+/// is refused with the registry's answer.
+#[test]
+fn export_from_a_token_authenticating_registry() {
+    let tokens = common::token_server::TokenServer::start("up", "up-pw");
+    let Some(up) = common::Distribution::start(&tokens.distribution_auth()) else {
+        return;
+    };
+    let pusher =
+        Client::from_base(&up.url()).with_bearer(&tokens.token_for("team/app", "pull,push"));
+    let layer = bytes(50, 300_000);
+    let (md, _) = pusher.push_image("team/app", "v1", &layer);
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = dir(&tmp, "tok.tar");
+    ok(&[
+        "export",
+        "--url",
+        &up.url(),
+        "--user",
+        "up:up-pw",
+        "-o",
+        p(&bundle),
+        "team/app:v1",
+        "-q",
+    ]);
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let dest = dir(&tmp, "dest");
+    ok(&["import", "--data-dir", p(&dest), p(&bundle), "-q"]);
+    let b = Server::on(&dest);
+    let r = Client::new(&b).head("/v2/team/app/manifests/v1");
+    assert_eq!(r.header("docker-content-digest"), Some(md.as_str()));
+    let err = fails(&[
+        "export",
+        "--url",
+        &up.url(),
+        "--user",
+        "up:wrong",
+        "-o",
+        p(&dir(&tmp, "no.tar")),
+        "team/app:v1",
+        "-q",
+    ]);
+    assert!(err.contains("401") || err.contains("refused"), "{err}");
+}

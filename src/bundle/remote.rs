@@ -1,17 +1,22 @@
-//! A running registry (Berth or any other) over the OCI distribution API,
-//! anonymous or with Basic auth: a source for `berth export --url` and a
-//! destination for `berth import --url`.
+//! A running registry (Berth or any other) over the OCI distribution API:
+//! a source for `berth export --url` and a destination for `berth import
+//! --url`. Reads go through the mirror's upstream client (`crate::upstream`:
+//! anonymous, Basic, or the Bearer token flow; HTTPS with the web roots);
+//! writes (blob uploads, manifest pushes) are sent with Basic auth.
 
 use std::io::Read;
 
 use super::apply::Destination;
 use super::export::Source;
 use super::{BundleError, Result};
+use crate::config::UpstreamConfig;
 use crate::oci::{Descriptor, Digest, Reference};
 use crate::store::Store;
+use crate::upstream::{Client, UpstreamError};
 
-/// A running registry (Berth or any other), anonymous or with Basic auth.
+/// A running registry (Berth or any other).
 pub struct Remote {
+    client: Client,
     base: String,
     agent: ureq::Agent,
     auth: Option<String>,
@@ -23,10 +28,15 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
 impl Remote {
-    pub fn new(base: &str, user: Option<&str>) -> Remote {
+    /// The registry at `base`, logging in as `user` (`name:password`).
+    pub fn new(base: &str, user: Option<&str>) -> Result<Remote> {
         use base64::Engine as _;
-        Remote {
-            base: base.trim_end_matches('/').to_string(),
+        let base = base.trim_end_matches('/').to_string();
+        let client = Client::with_login(&UpstreamConfig::for_url(&base), user)
+            .map_err(BundleError::Registry)?;
+        Ok(Remote {
+            client,
+            base,
             agent: ureq::AgentBuilder::new().build(),
             auth: user.map(|u| {
                 format!(
@@ -34,117 +44,58 @@ impl Remote {
                     base64::engine::general_purpose::STANDARD.encode(u)
                 )
             }),
-        }
-    }
-
-    fn get(&self, path: &str, accept: Option<&str>) -> Result<Option<ureq::Response>> {
-        let mut req = self.agent.get(&format!("{}{path}", self.base));
-        if let Some(a) = &self.auth {
-            req = req.set("Authorization", a);
-        }
-        if let Some(a) = accept {
-            req = req.set("Accept", a);
-        }
-        match req.call() {
-            Ok(r) => Ok(Some(r)),
-            Err(ureq::Error::Status(404, _)) => Ok(None),
-            Err(ureq::Error::Status(code, r)) => Err(BundleError::Registry(format!(
-                "GET {path}: {code} {}",
-                r.into_string().unwrap_or_default()
-            ))),
-            Err(e) => Err(BundleError::Registry(format!("GET {path}: {e}"))),
-        }
-    }
-
-    fn json(&self, path: &str) -> Result<Option<serde_json::Value>> {
-        match self.get(path, None)? {
-            None => Ok(None),
-            Some(r) => parse_json(path, r).map(Some),
-        }
-    }
-
-    /// Follow `Link: <...>; rel="next"` pages of a list endpoint.
-    fn pages(&self, first: &str, key: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut next = Some(first.to_string());
-        while let Some(path) = next.take() {
-            let Some(r) = self.get(&path, None)? else {
-                break;
-            };
-            next = r
-                .header("Link")
-                .and_then(|l| l.split_once('<'))
-                .and_then(|(_, rest)| rest.split_once('>'))
-                .map(|(p, _)| p.to_string());
-            let v = parse_json(&path, r)?;
-            out.extend(
-                v[key]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s.as_str().map(String::from)),
-            );
-        }
-        Ok(out)
+        })
     }
 }
 
-fn parse_json(path: &str, r: ureq::Response) -> Result<serde_json::Value> {
-    serde_json::from_reader(r.into_reader().take(64 << 20))
-        .map_err(|e| BundleError::Registry(format!("GET {path}: {e}")))
+fn failed_read(e: UpstreamError) -> BundleError {
+    BundleError::Registry(e.to_string())
 }
 
 impl Source for Remote {
     fn repositories(&self) -> Result<Vec<String>> {
-        self.pages("/v2/_catalog?n=1000", "repositories")
+        self.client.catalog().map_err(failed_read)
     }
 
     fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        self.pages(&format!("/v2/{repo}/tags/list?n=1000"), "tags")
+        self.client.tags(repo).map_err(failed_read)
     }
 
     fn manifest(&self, repo: &str, r: &Reference) -> Result<Option<(Digest, String, Vec<u8>)>> {
-        let reference = match r {
-            Reference::Tag(t) => t.clone(),
-            Reference::Digest(d) => d.to_string(),
-        };
-        let path = format!("/v2/{repo}/manifests/{reference}");
-        let Some(resp) = self.get(&path, Some(ACCEPT))? else {
+        let max = crate::config::Limits::default().max_manifest_bytes as u64;
+        let Some(m) = self
+            .client
+            .get_manifest(repo, &r.to_string(), max)
+            .map_err(failed_read)?
+        else {
             return Ok(None);
         };
-        let media_type = crate::oci::media::essence(resp.content_type()).to_string();
-        let mut bytes = Vec::new();
-        resp.into_reader()
-            .take(crate::config::Limits::default().max_manifest_bytes as u64 + 1)
-            .read_to_end(&mut bytes)?;
         let alg = match r {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => crate::oci::Algorithm::Sha256,
         };
-        let digest = crate::verify::digest_bytes(alg, &bytes);
+        let digest = crate::verify::digest_bytes(alg, &m.bytes);
         if let Reference::Digest(want) = r {
             if &digest != want {
                 return Err(BundleError::Registry(format!(
-                    "{path}: body hashes to {digest}"
+                    "{repo}@{want}: body hashes to {digest}"
                 )));
             }
         }
-        Ok(Some((digest, media_type, bytes)))
+        Ok(Some((digest, m.media_type, m.bytes)))
     }
 
     fn blob(&self, repo: &str, d: &Digest) -> Result<Box<dyn Read + '_>> {
-        let path = format!("/v2/{repo}/blobs/{d}");
-        match self.get(&path, None)? {
-            Some(r) => Ok(r.into_reader()),
-            None => Err(BundleError::Registry(format!("{path}: not found"))),
+        match self.client.get_blob(repo, d).map_err(failed_read)? {
+            Some(b) => Ok(b.body),
+            None => Err(BundleError::Registry(format!(
+                "/v2/{repo}/blobs/{d}: not found"
+            ))),
         }
     }
 
     fn referrers(&self, repo: &str, d: &Digest) -> Result<Vec<Descriptor>> {
-        let Some(v) = self.json(&format!("/v2/{repo}/referrers/{d}"))? else {
-            return Ok(Vec::new());
-        };
-        Ok(serde_json::from_value(v["manifests"].clone()).unwrap_or_default())
+        self.client.referrers(repo, d).map_err(failed_read)
     }
 }
 

@@ -77,7 +77,7 @@ pub fn export(a: ExportArgs) -> Result<(), Error> {
     }
     let store;
     let src: Box<dyn Source> = match &a.url {
-        Some(u) => Box::new(Remote::new(u, a.user.as_deref())),
+        Some(u) => Box::new(Remote::new(u, a.user.as_deref())?),
         None => {
             store = Store::open(&a.data_dir, &StoreOptions::default())?;
             Box::new(StoreSource(&store))
@@ -216,7 +216,7 @@ pub fn import(a: ImportArgs) -> Result<(), Error> {
             let store = Store::open(&staging, &StoreOptions::default())
                 .map_err(|err| Error::Usage(format!("staging dir {}: {err}", staging.display())))?;
             let contents = read(&store, &a)?;
-            let dest = Remote::new(url, a.user.as_deref());
+            let dest = Remote::new(url, a.user.as_deref())?;
             let applied = apply::apply(&store, &dest, &contents, a.repo.as_deref(), max_manifest)?;
             drop(store);
             let _ = std::fs::remove_dir_all(&staging);

@@ -42,6 +42,25 @@ pub struct UpstreamConfig {
     pub allow_push: bool,
 }
 
+impl UpstreamConfig {
+    /// An upstream at `url` with every default (no login): what the
+    /// command-line clients of a registry (`berth export --url`) start from.
+    pub fn for_url(url: &str) -> UpstreamConfig {
+        UpstreamConfig {
+            name: String::new(),
+            url: url.to_string(),
+            hosts: Vec::new(),
+            username: String::new(),
+            password_file: String::new(),
+            ca_file: String::new(),
+            tls_verify: true,
+            ttl_secs: default_ttl(),
+            max_bytes: 0,
+            allow_push: false,
+        }
+    }
+}
+
 /// A scheduled copy from an upstream (`[[sync]]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

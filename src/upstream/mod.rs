@@ -10,7 +10,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use crate::config::UpstreamConfig;
-use crate::oci::Digest;
+use crate::oci::{Descriptor, Digest};
 
 /// Every manifest type a pull may get.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -78,8 +78,7 @@ pub struct Client {
 impl Client {
     /// A client for `cfg`; reads its password and CA files.
     pub fn new(cfg: &UpstreamConfig) -> Result<Client, String> {
-        use base64::Engine as _;
-        let basic = match cfg.username.is_empty() {
+        let login = match cfg.username.is_empty() {
             true => None,
             false => {
                 let pw = match cfg.password_file.is_empty() {
@@ -89,13 +88,22 @@ impl Client {
                         .trim_end_matches(['\r', '\n'])
                         .to_string(),
                 };
-                let pair = format!("{}:{pw}", cfg.username);
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ))
+                Some(format!("{}:{pw}", cfg.username))
             }
         };
+        Client::with_login(cfg, login.as_deref())
+    }
+
+    /// A client for `cfg` logging in as `user:password` (if given) instead
+    /// of the configured username and password file.
+    pub fn with_login(cfg: &UpstreamConfig, login: Option<&str>) -> Result<Client, String> {
+        use base64::Engine as _;
+        let basic = login.map(|pair| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
         let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
             // between bytes of an answer: a stalled upstream is an outage
@@ -195,6 +203,18 @@ impl Client {
     /// upstream does not know the repository.
     pub fn tags(&self, repo: &str) -> Result<Vec<String>, UpstreamError> {
         self.pages(&format!("/v2/{repo}/tags/list"), "tags", &pull_scope(repo))
+    }
+
+    /// The referrers of `digest` in `repo` (the referrers API's index);
+    /// empty when the upstream has none or does not offer the API.
+    pub fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<Descriptor>, UpstreamError> {
+        let path = format!("/v2/{repo}/referrers/{digest}");
+        let Some(r) = self.send("GET", &path, &pull_scope(repo), None)? else {
+            return Ok(Vec::new());
+        };
+        let v: serde_json::Value = serde_json::from_reader(r.into_reader().take(16 << 20))
+            .map_err(|e| UpstreamError::Protocol(format!("GET {path}: {e}")))?;
+        Ok(serde_json::from_value(v["manifests"].clone()).unwrap_or_default())
     }
 
     /// Every repository the upstream lists (`/v2/_catalog`, if it allows it).
