@@ -1,7 +1,8 @@
 //! A mirror's cache kept within its upstream's `max_bytes`: when the blobs
 //! linked under its namespace add up to more, the least recently pulled
 //! are unlinked (never one a complete, i.e. synced or pushed, manifest
-//! needs) and garbage collection frees their bytes. Cached manifests stay:
+//! needs, nor one a running sync job has brought in for a manifest it has
+//! yet to store) and garbage collection frees their bytes. Cached manifests stay:
 //! they are small, and a later pull fetches their blobs again.
 
 use super::mirror::Upstream;
@@ -23,10 +24,11 @@ pub(super) fn evict(store: &Store, up: &Upstream, metrics: &Metrics) -> Result<u
     if total <= max {
         return Ok(0);
     }
+    let syncing = up.syncing.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut candidates: Vec<_> = usage
         .blobs
         .iter()
-        .filter(|(d, _)| !usage.pinned.contains(*d))
+        .filter(|(d, _)| !usage.pinned.contains(*d) && !syncing.contains(*d))
         .collect();
     {
         // never pulled since start sorts first (None < Some)

@@ -10,7 +10,7 @@
 //! arrive when pulled. The namespace is read-only to pushes unless
 //! `allow_push`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,9 @@ pub struct Upstream {
     pub(super) pulled: Mutex<HashMap<Digest, Instant>>,
     /// Held while evicting (one eviction at a time).
     pub(super) evicting: Mutex<()>,
+    /// Blobs the running sync job brought in whose manifests it has not
+    /// stored yet: not evictable meanwhile.
+    pub(super) syncing: Mutex<HashSet<Digest>>,
 }
 
 /// Tags remembered as checked at most (a bound; a miss costs one HEAD).
@@ -53,6 +56,7 @@ impl Upstream {
             checked: Mutex::default(),
             pulled: Mutex::default(),
             evicting: Mutex::default(),
+            syncing: Mutex::default(),
         }
     }
 
@@ -81,8 +85,18 @@ impl Upstream {
         m.insert((repo.to_string(), tag.to_string()), Instant::now());
     }
 
+    /// Keep blob `d` from eviction until the running sync job ends.
+    pub(super) fn hold_for_sync(&self, d: &Digest) {
+        let mut held = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(d.clone());
+    }
+
     /// Note a pull of blob `d` (for least-recently-pulled eviction).
     pub(super) fn touch(&self, d: &Digest) {
+        // kept only where it is used: an unbounded cache keeps no recency
+        if self.config.max_bytes == 0 {
+            return;
+        }
         let mut m = self.pulled.lock().unwrap_or_else(|p| p.into_inner());
         m.insert(d.clone(), Instant::now());
     }

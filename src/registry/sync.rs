@@ -97,6 +97,8 @@ impl Registry {
             }
             Err(e) => r.errors.push(e.to_string()),
         }
+        // stored manifests pin what they need now; the rest may go
+        up.syncing.lock().unwrap_or_else(|p| p.into_inner()).clear();
         if !r.errors.is_empty() {
             self.metrics
                 .mirror
@@ -254,6 +256,7 @@ impl Registry {
         r: &mut JobReport,
     ) -> Result<()> {
         for b in summary.required_blobs() {
+            up.hold_for_sync(&b.digest);
             if self.store.blob(local, &b.digest)?.is_some() {
                 r.blobs_present += 1;
                 continue;
@@ -288,6 +291,7 @@ impl Registry {
         else {
             return Ok(None);
         };
+        up.hold_for_sync(&c.digest);
         if !self.store.has_blob(&c.digest)? {
             r.bytes_fetched += self.fetch_blob_now(up, remote, local, &c.digest)?;
             r.blobs_fetched += 1;
