@@ -334,6 +334,10 @@ fn sync_copies_only_the_chosen_platforms() {
         .unwrap()
         .starts_with("hub/team/app:1.0 -> sha256:"));
 
+    // the last report, for operators and status pages
+    let last = c.get("/_berth/sync").json();
+    assert_eq!(last["jobs"][0]["tags"], job["tags"], "{last}");
+
     // the index as rewritten, served as synced (no refresh replaces it)
     let r = c.get("/v2/hub/team/app/manifests/1.0");
     assert_eq!(r.status, 200, "{}", r.text());

@@ -2,8 +2,10 @@
 //! the admin ones, `POST /_berth/gc[?dry_run=true]` (retention then GC) and
 //! `POST /_berth/scrub` (re-verify the store now; `GET` answers the last
 //! report), `POST /_berth/sync` (run the `[[sync]]` jobs now, answered
-//! with a report per job; 429 while a run is under way). The work is the registry's (`registry::maintenance`); this
-//! file only answers for it.
+//! with a report per job; 429 while a run is under way; `GET` answers the
+//! last report of each job). The work is the registry's
+//! (`registry::maintenance`, `registry::sync`); this file only answers
+//! for it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -35,6 +37,11 @@ pub async fn sync_now(state: State) -> ApiResult {
     let reg = state.registry.clone();
     let report = web::block(move || reg.sync_all()).await??;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// `GET /_berth/sync`: the last report of each job.
+pub fn last_sync(state: State) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.registry.last_sync()))
 }
 
 /// `GET /_berth/scrub`: the last report.

@@ -51,6 +51,7 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
         Route::Scrub if get_or_head => admin::last_scrub(state),
         Route::Gc if m == Method::POST => admin::gc_now(&req, state).await,
         Route::Sync if m == Method::POST => admin::sync_now(state).await,
+        Route::Sync if get_or_head => admin::last_sync(state),
         Route::NotFound => Err(ApiError::not_found()),
         _ => Err(ApiError::method_not_allowed()),
     }

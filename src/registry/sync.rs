@@ -49,24 +49,62 @@ pub struct SyncReport {
     pub jobs: Vec<JobReport>,
 }
 
-/// One run at a time.
+/// One run at a time, and the last report of each job.
 #[derive(Default)]
-pub struct Syncing(Mutex<()>);
+pub struct Syncing {
+    running: Mutex<()>,
+    last: Mutex<Vec<Option<JobReport>>>,
+}
+
+/// The last run of every job (`GET /_berth/sync`), `null` for a job that
+/// has not run since start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LastSync {
+    pub jobs: Vec<Option<JobReport>>,
+}
 
 impl Registry {
     /// Run every sync job now (`POST /_berth/sync`). Blocking (network).
     pub fn sync_all(&self) -> Result<SyncReport> {
-        let Ok(_one) = self.syncing.0.try_lock() else {
+        let Ok(_one) = self.syncing.running.try_lock() else {
             return Err(Error::TooManyRequests("a sync is already running".into()));
         };
-        let jobs = self.config.sync.iter().map(|j| self.sync_job(j)).collect();
+        let jobs: Vec<JobReport> = (0..self.config.sync.len())
+            .filter_map(|i| self.run_job(i))
+            .collect();
         Ok(SyncReport { jobs })
     }
 
     /// Run job `i` of `[[sync]]` (the scheduler's). Blocking (network).
     pub fn sync_one(&self, i: usize) -> Option<JobReport> {
-        let _one = self.syncing.0.lock().unwrap_or_else(|p| p.into_inner());
-        self.config.sync.get(i).map(|j| self.sync_job(j))
+        let _one = self
+            .syncing
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.run_job(i)
+    }
+
+    /// The last report of each job.
+    pub fn last_sync(&self) -> LastSync {
+        let mut jobs = self
+            .syncing
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        jobs.resize(self.config.sync.len(), None);
+        LastSync { jobs }
+    }
+
+    fn run_job(&self, i: usize) -> Option<JobReport> {
+        let report = self.sync_job(self.config.sync.get(i)?);
+        let mut last = self.syncing.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.len() <= i {
+            last.resize(i + 1, None);
+        }
+        last[i] = Some(report.clone());
+        Some(report)
     }
 
     /// Does a sync job copy `remote:tag` of upstream `name`?
