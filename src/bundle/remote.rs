@@ -19,18 +19,11 @@ pub struct Remote {
     client: Client,
     base: String,
     agent: ureq::Agent,
-    auth: Option<String>,
 }
-
-const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-    application/vnd.oci.image.manifest.v1+json, \
-    application/vnd.docker.distribution.manifest.list.v2+json, \
-    application/vnd.docker.distribution.manifest.v2+json";
 
 impl Remote {
     /// The registry at `base`, logging in as `user` (`name:password`).
     pub fn new(base: &str, user: Option<&str>) -> Result<Remote> {
-        use base64::Engine as _;
         let base = base.trim_end_matches('/').to_string();
         let client = Client::with_login(&UpstreamConfig::for_url(&base), user)
             .map_err(BundleError::Registry)?;
@@ -38,12 +31,6 @@ impl Remote {
             client,
             base,
             agent: ureq::AgentBuilder::new().build(),
-            auth: user.map(|u| {
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(u)
-                )
-            }),
         })
     }
 }
@@ -107,7 +94,7 @@ impl Remote {
             format!("{}{path_or_url}", self.base)
         };
         let mut r = self.agent.request(method, &url);
-        if let Some(a) = &self.auth {
+        if let Some(a) = self.client.basic() {
             r = r.set("Authorization", a);
         }
         r
@@ -215,7 +202,7 @@ impl Destination for Remote {
         };
         let r = self
             .request("HEAD", &format!("/v2/{repo}/manifests/{t}"))
-            .set("Accept", ACCEPT)
+            .set("Accept", crate::upstream::ACCEPT)
             .call()
             .map_err(|e| failed(&format!("HEAD {repo}:{t}"), e))?;
         Ok(r.header("Docker-Content-Digest")

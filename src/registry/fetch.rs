@@ -74,6 +74,19 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The registry's error for a fetch of `digest` from `upstream`.
+    pub(super) fn into_error(self, upstream: &str, digest: &Digest) -> Error {
+        match self.missing {
+            true => Error::BlobUnknown(digest.clone()),
+            false => Error::Upstream {
+                upstream: upstream.to_string(),
+                reason: self.reason,
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.reason)
@@ -109,7 +122,7 @@ impl Fetches {
                 let spawned = std::thread::Builder::new()
                     .name("berth-fetch".into())
                     .spawn(move || {
-                        let result = fetch(&st, &up, &remote, &repo, &d, &tx, &metrics);
+                        let result = fetch_into(&st, &up, &remote, &repo, &d, &metrics, &tx).map(|_| ());
                         if let Err(e) = &result {
                             metrics.mirror.count(Mirror::Error, up.name(), "", 1);
                             tracing::warn!(upstream = up.name(), digest = %d, error = %e, "blob fetch failed; nothing kept");
@@ -144,16 +157,52 @@ impl Fetches {
     }
 }
 
-/// Read the upstream's body into a staged upload, verify, commit.
-fn fetch(
+/// What a fetch tells as it goes: the streaming fetch tells its clients
+/// (through the watch channel), sync nobody (`()`).
+pub(super) trait Watch {
+    fn started(&self, _staged: &str, _size: Option<u64>) {}
+    fn progress(&self, _written: u64, _piece: &Bytes) {}
+    fn verified(&self) {}
+}
+
+impl Watch for () {}
+
+impl Watch for watch::Sender<Progress> {
+    fn started(&self, staged: &str, size: Option<u64>) {
+        self.send_modify(|p| {
+            p.started = true;
+            p.size = size;
+            p.staged = Some(staged.to_string());
+        });
+    }
+
+    fn progress(&self, written: u64, piece: &Bytes) {
+        self.send_modify(|p| {
+            p.written = written;
+            p.recent
+                .push_back((written - piece.len() as u64, piece.clone()));
+            if p.recent.len() > RECENT {
+                p.recent.pop_front();
+            }
+        })
+    }
+
+    fn verified(&self) {
+        self.send_modify(|p| p.verified = true);
+    }
+}
+
+/// Read blob `digest` of `remote` into a staged upload, verify, make it
+/// durable and commit it into `repo`; its size. Nothing is kept on failure.
+pub(super) fn fetch_into(
     store: &Store,
     up: &Upstream,
     remote: &str,
     repo: &str,
     digest: &Digest,
-    tx: &watch::Sender<Progress>,
     metrics: &Metrics,
-) -> Result<(), Failure> {
+    watch: &dyn Watch,
+) -> Result<u64, Failure> {
     let blob = up
         .client()
         .and_then(|c| c.get_blob(remote, digest))
@@ -163,35 +212,17 @@ fn fetch(
             reason: format!("upstream {} does not have {digest}", up.name()),
         })?;
     let (id, mut staged) = store.stage().map_err(|e| Failure::new(e.to_string()))?;
-    tx.send_modify(|p| {
-        p.started = true;
-        p.size = blob.size;
-        p.staged = Some(id.clone());
-    });
-    let on_progress = |n: u64, piece: &Bytes| {
-        tx.send_modify(|p| {
-            p.written = n;
-            p.recent.push_back((n - piece.len() as u64, piece.clone()));
-            if p.recent.len() > RECENT {
-                p.recent.pop_front();
-            }
-        })
-    };
-    let result = receive(
-        blob,
-        staged.as_mut(),
-        digest,
-        metrics,
-        up.name(),
-        &on_progress,
-    );
+    watch.started(&id, blob.size);
+    let progress = |n: u64, piece: &Bytes| watch.progress(n, piece);
+    let result = receive(blob, staged.as_mut(), digest, metrics, up.name(), &progress);
     let result = result.and_then(|(n, blocks)| {
-        tx.send_modify(|p| p.verified = true);
+        watch.verified();
         staged.sync().map_err(|e| e.to_string())?;
         drop(staged);
         store
             .commit_blob(repo, &id, digest, n, &blocks)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(n)
     });
     let result = result.map_err(Failure::new);
     if result.is_err() {
@@ -206,7 +237,7 @@ fn fetch(
 /// on two threads of their own, fed the pieces as they are written, so the
 /// transfer runs at the speed of the slowest of read, digest and blocks
 /// instead of their sum (a few pieces in flight bound the memory).
-pub(super) fn receive(
+fn receive(
     mut blob: crate::upstream::Blob,
     staged: &mut dyn Staged,
     digest: &Digest,
@@ -366,13 +397,7 @@ impl Arriving {
     }
 
     fn error(&self, f: Failure) -> Error {
-        match f.missing {
-            true => Error::BlobUnknown(self.digest.clone()),
-            false => Error::Upstream {
-                upstream: self.upstream.clone(),
-                reason: f.reason,
-            },
-        }
+        f.into_error(&self.upstream, &self.digest)
     }
 
     /// The blob's bytes as they arrive; the last [`HOLD`] bytes only once

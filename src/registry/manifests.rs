@@ -195,7 +195,7 @@ impl Registry {
     }
 
     /// The platform an image states in its config blob (read once, at push).
-    fn config_platform(&self, repo: &str, s: &Summary) -> Option<Platform> {
+    pub(super) fn config_platform(&self, repo: &str, s: &Summary) -> Option<Platform> {
         if !s.is_image() {
             return None;
         }

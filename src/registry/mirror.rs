@@ -85,6 +85,14 @@ impl Upstream {
         m.insert((repo.to_string(), tag.to_string()), Instant::now());
     }
 
+    /// An error naming this upstream and what went wrong with it.
+    pub(super) fn error(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Upstream {
+            upstream: self.name().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Keep blob `d` from eviction until the running sync job ends.
     pub(super) fn hold_for_sync(&self, d: &Digest) {
         let mut held = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,10 +264,7 @@ impl Registry {
             tracing::warn!(upstream = up.name(), %repo, %reference, error = %e, "upstream failing: serving the cached copy");
             return Ok(());
         }
-        Err(Error::Upstream {
-            upstream: up.name().to_string(),
-            reason: e.to_string(),
-        })
+        Err(up.error(e))
     }
 
     /// Fetch `remote:reference` and store it as `repo:reference`, checked
@@ -300,7 +305,7 @@ impl Registry {
             Ok(_) => Ok(()),
             Err(PutError::Store(e)) => Err(Fetched::Refused(Error::Store(e))),
             // a cached push checks no content
-            Err(e) => Err(Fetched::Refused(lied(up, e.to_string()))),
+            Err(e) => Err(Fetched::Refused(up.error(e))),
         }
     }
 
@@ -334,14 +339,13 @@ impl Registry {
             .flatten()
         {
             if claimed != digest {
-                return Err(Fetched::Refused(lied(
-                    up,
-                    format!("sent a manifest that hashes to {digest} for {claimed}; not kept"),
-                )));
+                return Err(Fetched::Refused(up.error(format!(
+                    "sent a manifest that hashes to {digest} for {claimed}; not kept"
+                ))));
             }
         }
         let summary = manifest::parse(&m.media_type, &m.bytes).map_err(|e| {
-            Fetched::Refused(lied(up, format!("sent a manifest Berth cannot store: {e}")))
+            Fetched::Refused(up.error(format!("sent a manifest Berth cannot store: {e}")))
         })?;
         Ok(Verified {
             digest,
@@ -360,14 +364,7 @@ impl Registry {
             return Ok(None);
         };
         up.touch(digest);
-        let damaged = self.store.is_damaged(digest)?;
-        if self.store.blob(repo, digest)?.is_some() && !damaged {
-            self.metrics.mirror.count(Mirror::Hit, up.name(), "blob", 1);
-            return Ok(None);
-        }
-        // already here for another repository: no download
-        if !damaged && self.store.has_blob(digest)? {
-            self.store.mount_blob(repo, digest, None)?;
+        if self.link_if_held(repo, digest)? {
             self.metrics.mirror.count(Mirror::Hit, up.name(), "blob", 1);
             return Ok(None);
         }
@@ -384,6 +381,23 @@ impl Registry {
         )))
     }
 
+    /// Does `repo` hold blob `digest` intact, linked now from another
+    /// repository if need be (no download)? False when the store lacks it
+    /// or holds it damaged (a fetch repairs it).
+    pub(super) fn link_if_held(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        if self.store.is_damaged(digest)? {
+            return Ok(false);
+        }
+        if self.store.blob(repo, digest)?.is_some() {
+            return Ok(true);
+        }
+        // a read first: a miss takes no write transaction
+        if !self.store.has_blob(digest)? {
+            return Ok(false);
+        }
+        Ok(self.store.mount_blob(repo, digest, None)?)
+    }
+
     /// The size of blob `digest` of mirrored `repo` from the upstream, for
     /// a HEAD of a blob not cached yet. Blocking (network).
     pub(super) fn mirror_blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
@@ -395,10 +409,7 @@ impl Registry {
             Ok(None) => Err(Error::BlobUnknown(digest.clone())),
             Err(e) => {
                 self.metrics.mirror.count(Mirror::Error, up.name(), "", 1);
-                Err(Error::Upstream {
-                    upstream: up.name().to_string(),
-                    reason: e.to_string(),
-                })
+                Err(up.error(e))
             }
         }
     }
@@ -436,14 +447,6 @@ pub(super) enum Fetched {
     Upstream(UpstreamError),
     /// An answer, but one to refuse (missing, or not matching its digest).
     Refused(Error),
-}
-
-/// The upstream answered with something to refuse.
-fn lied(up: &Upstream, what: String) -> Error {
-    Error::Upstream {
-        upstream: up.name().to_string(),
-        reason: what,
-    }
 }
 
 fn reference_digest(r: &Reference) -> Option<Digest> {

@@ -21,9 +21,6 @@ use crate::oci::{manifest, Descriptor, Digest, Kind, Platform, Reference};
 use crate::store::{ManifestPush, TagTarget};
 use crate::verify;
 
-/// Config blobs read for a platform at most this big.
-const MAX_CONFIG: u64 = 1 << 20;
-
 /// What one job did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct JobReport {
@@ -169,7 +166,7 @@ impl Registry {
                 let all = up
                     .client()
                     .and_then(|c| c.catalog())
-                    .map_err(|e| upstream(up, e))?;
+                    .map_err(|e| up.error(e))?;
                 catalog = Some(all);
             }
             let all = catalog.as_deref().unwrap_or_default();
@@ -191,7 +188,7 @@ impl Registry {
         let tags = up
             .client()
             .and_then(|c| c.tags(remote))
-            .map_err(|e| upstream(up, e))?;
+            .map_err(|e| up.error(e))?;
         for tag in tags.iter().filter(|t| takes(job, remote, t)) {
             match self.sync_tag(up, &job.platforms, remote, &local, tag, r) {
                 Ok(Some(d)) => r.tags.push(format!("{local}:{tag} -> {d}")),
@@ -213,41 +210,40 @@ impl Registry {
         tag: &str,
         r: &mut JobReport,
     ) -> Result<Option<Digest>> {
-        let Verified {
-            digest,
-            media_type,
-            bytes,
-            summary,
-        } = self.fetch_checked(up, remote, &Reference::Tag(tag.to_string()))?;
-        let (bytes, children, rewritten) = match summary.kind {
+        let mut m = self.fetch_checked(up, remote, &Reference::Tag(tag.to_string()))?;
+        match m.summary.kind {
             Kind::Index if !platforms.is_empty() => {
-                match filter_index(&bytes, &summary.children, platforms) {
-                    Filtered::Unchanged => (bytes, summary.children.clone(), false),
+                match filter_index(&m.bytes, &m.summary.children, platforms) {
+                    Filtered::Unchanged => {}
                     Filtered::Empty => return Ok(None),
-                    Filtered::Rewritten(b, kept) => (b, kept, true),
+                    // a rewritten index has a digest of its own
+                    Filtered::Rewritten(bytes, _) => {
+                        m.summary = manifest::parse(&m.media_type, &bytes)
+                            .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+                        m.digest = verify::digest_bytes(m.digest.algorithm(), &bytes);
+                        m.bytes = bytes;
+                    }
                 }
             }
-            Kind::Index => (bytes, summary.children.clone(), false),
+            Kind::Index => {}
             Kind::Image => {
+                let mut done = None;
                 if !platforms.is_empty() {
-                    match self.image_platform(up, remote, local, &summary, r)? {
+                    done = m.summary.config.as_ref();
+                    self.copy_blob(up, remote, local, done, r)?;
+                    match self.config_platform(local, &m.summary) {
                         Some(p) if wanted(platforms, &p) => {}
                         _ => return Ok(None),
                     }
                 }
-                self.copy_image(up, remote, local, &summary, r)?;
-                (bytes, Vec::new(), false)
+                self.copy_image(up, remote, local, &m.summary, done, r)?;
             }
-        };
-        for child in &children {
+        }
+        for child in &m.summary.children {
             self.sync_child(up, remote, local, child, r)?;
         }
-        // a rewritten index has a digest of its own
-        let digest = match rewritten {
-            true => verify::digest_bytes(digest.algorithm(), &bytes),
-            false => digest,
-        };
-        self.store_synced(local, &digest, &media_type, bytes, Some(tag))?;
+        let digest = m.digest.clone();
+        self.store_synced(local, m, Some(tag))?;
         r.manifests += 1;
         Ok(Some(digest))
     }
@@ -266,118 +262,61 @@ impl Registry {
             r.manifests_present += 1;
             return Ok(());
         }
-        let Verified {
-            digest,
-            media_type,
-            bytes,
-            summary,
-        } = self.fetch_checked(up, remote, &Reference::Digest(child.digest.clone()))?;
-        if summary.kind == Kind::Index {
-            return Err(Error::Upstream {
-                upstream: up.name().to_string(),
-                reason: format!("{digest}: an index inside an index is not synced"),
-            });
+        let m = self.fetch_checked(up, remote, &Reference::Digest(child.digest.clone()))?;
+        if m.summary.kind == Kind::Index {
+            return Err(up.error(format!(
+                "{}: an index inside an index is not synced",
+                m.digest
+            )));
         }
-        self.copy_image(up, remote, local, &summary, r)?;
-        self.store_synced(local, &digest, &media_type, bytes, None)?;
+        self.copy_image(up, remote, local, &m.summary, None, r)?;
+        self.store_synced(local, m, None)?;
         r.manifests += 1;
         Ok(())
     }
 
-    /// An image's blobs: linked when the store holds them, else fetched.
+    /// An image's blobs, but `done` (copied already).
     fn copy_image(
         &self,
         up: &Upstream,
         remote: &str,
         local: &str,
         summary: &manifest::Summary,
+        done: Option<&Descriptor>,
         r: &mut JobReport,
     ) -> Result<()> {
-        for b in summary.required_blobs() {
-            up.hold_for_sync(&b.digest);
-            if self.store.blob(local, &b.digest)?.is_some() {
-                r.blobs_present += 1;
-                continue;
-            }
-            if self.store.has_blob(&b.digest)? {
-                self.store.mount_blob(local, &b.digest, None)?;
-                r.blobs_present += 1;
-                continue;
-            }
-            r.bytes_fetched += self.fetch_blob_now(up, remote, local, &b.digest)?;
-            r.blobs_fetched += 1;
-            self.metrics
-                .mirror
-                .count(Mirror::Synced, up.name(), "blob", 1);
-        }
-        Ok(())
+        summary
+            .required_blobs()
+            .filter(|b| Some(*b) != done)
+            .try_for_each(|b| self.copy_blob(up, remote, local, Some(b), r))
     }
 
-    /// The platform an image's config states (the config is copied).
-    fn image_platform(
+    /// One blob into `local`: linked when the store holds it, else
+    /// fetched, verified.
+    fn copy_blob(
         &self,
         up: &Upstream,
         remote: &str,
         local: &str,
-        s: &manifest::Summary,
+        blob: Option<&Descriptor>,
         r: &mut JobReport,
-    ) -> Result<Option<Platform>> {
-        let Some(c) = s
-            .config
-            .as_ref()
-            .filter(|c| c.size <= MAX_CONFIG && s.is_image())
-        else {
-            return Ok(None);
+    ) -> Result<()> {
+        let Some(d) = blob.map(|b| &b.digest) else {
+            return Ok(());
         };
-        up.hold_for_sync(&c.digest);
-        if !self.store.has_blob(&c.digest)? {
-            r.bytes_fetched += self.fetch_blob_now(up, remote, local, &c.digest)?;
-            r.blobs_fetched += 1;
-        } else if self.store.blob(local, &c.digest)?.is_none() {
-            self.store.mount_blob(local, &c.digest, None)?;
+        up.hold_for_sync(d);
+        if self.link_if_held(local, d)? {
+            r.blobs_present += 1;
+            return Ok(());
         }
-        let mut bytes = Vec::new();
-        let mut body = self.store.open_stored_blob(&c.digest)?;
-        std::io::Read::read_to_end(&mut body, &mut bytes)?;
-        Ok(Platform::from_config(&bytes))
-    }
-
-    /// Fetch blob `digest` of `remote` into `local`, verified; its size.
-    fn fetch_blob_now(
-        &self,
-        up: &Upstream,
-        remote: &str,
-        local: &str,
-        digest: &Digest,
-    ) -> Result<u64> {
-        let blob = up
-            .client()
-            .and_then(|c| c.get_blob(remote, digest))
-            .map_err(|e| upstream(up, e))?
-            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
-        let (id, mut staged) = self.store.stage()?;
-        let copied = super::fetch::receive(
-            blob,
-            staged.as_mut(),
-            digest,
-            &self.metrics,
-            up.name(),
-            &|_, _| {},
-        )
-        .map_err(|reason| Error::Upstream {
-            upstream: up.name().to_string(),
-            reason,
-        })
-        .and_then(|(n, blocks)| {
-            staged.sync()?;
-            drop(staged);
-            self.store.commit_blob(local, &id, digest, n, &blocks)?;
-            Ok(n)
-        });
-        if copied.is_err() {
-            let _ = self.store.discard_staged(&id);
-        }
-        copied
+        let n = super::fetch::fetch_into(&self.store, up, remote, local, d, &self.metrics, &())
+            .map_err(|f| f.into_error(up.name(), d))?;
+        r.bytes_fetched += n;
+        r.blobs_fetched += 1;
+        self.metrics
+            .mirror
+            .count(Mirror::Synced, up.name(), "blob", 1);
+        Ok(())
     }
 
     /// A manifest of the upstream, checked against its digest.
@@ -389,26 +328,22 @@ impl Registry {
     ) -> Result<Verified> {
         self.fetch_verified(up, remote, reference)
             .map_err(|e| match e {
-                Fetched::Upstream(e) => upstream(up, e),
+                Fetched::Upstream(e) => up.error(e),
                 Fetched::Refused(e) => e,
             })
     }
 
-    /// Store a complete manifest (its content is all here) under `tag`.
-    fn store_synced(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        media_type: &str,
-        bytes: Vec<u8>,
-        tag: Option<&str>,
-    ) -> Result<()> {
-        let summary = manifest::parse(media_type, &bytes)
-            .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+    /// Store a complete manifest (its content is all here) under `tag`,
+    /// with the platform its config states, as a push would.
+    fn store_synced(&self, repo: &str, m: Verified, tag: Option<&str>) -> Result<()> {
+        let mut summary = m.summary;
+        if summary.platform.is_none() {
+            summary.platform = self.config_platform(repo, &summary);
+        }
         let push = ManifestPush {
             repo: repo.to_string(),
-            digest: digest.clone(),
-            bytes,
+            digest: m.digest,
+            bytes: m.bytes,
             summary,
             tags: tag.into_iter().map(str::to_string).collect(),
             policy: Box::new(|pushed, _, _| TagTarget::Point(pushed.digest.clone())),
@@ -424,11 +359,4 @@ impl Registry {
 fn takes(job: &SyncConfig, remote: &str, tag: &str) -> bool {
     job.repos.iter().any(|g| glob_match(g, remote))
         && (job.tags.is_empty() || job.tags.iter().any(|g| glob_match(g, tag)))
-}
-
-fn upstream(up: &Upstream, e: crate::upstream::UpstreamError) -> Error {
-    Error::Upstream {
-        upstream: up.name().to_string(),
-        reason: e.to_string(),
-    }
 }

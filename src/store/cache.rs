@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::kv::{self, Reader, Table};
-use super::manifests::{is_index, manifest_record};
+use super::manifests::manifest_record;
 use super::{blobs::blob_record, Store, StoreError};
 use crate::oci::Digest;
 
@@ -57,24 +57,9 @@ impl Store {
             }
             true
         })?;
-        let mut seen = HashSet::new();
-        while let Some(d) = stack.pop() {
-            if !seen.insert(d.clone()) {
-                continue;
-            }
-            let Some(rec) = manifest_record(&tx, &d)? else {
-                continue;
-            };
-            if rec.cached {
-                continue;
-            }
-            usage
-                .pinned
-                .extend(rec.summary.required_blobs().map(|b| b.digest.clone()));
-            if is_index(&rec.summary) {
-                stack.extend(rec.summary.children.iter().map(|c| c.digest.to_string()));
-            }
-        }
+        let mut pinned = HashSet::new();
+        super::gc::mark(&tx, stack, &mut HashSet::new(), &mut pinned)?;
+        usage.pinned = pinned.iter().filter_map(|d| d.parse().ok()).collect();
         Ok(usage)
     }
 

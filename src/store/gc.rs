@@ -50,25 +50,7 @@ impl Store {
             }
             true
         })?;
-        while let Some(d) = stack.pop() {
-            if !live_manifests.insert(d.clone()) {
-                continue;
-            }
-            let Some(rec) = manifest_record(&tx, &d)? else {
-                continue;
-            };
-            // a cached manifest's content lives by its links alone, so
-            // that eviction (unlinking) frees it
-            if rec.cached {
-                continue;
-            }
-            for b in rec.summary.required_blobs() {
-                live_blobs.insert(b.digest.to_string());
-            }
-            if is_index(&rec.summary) {
-                stack.extend(rec.summary.children.iter().map(|c| c.digest.to_string()));
-            }
-        }
+        mark(&tx, stack, &mut live_manifests, &mut live_blobs)?;
 
         // Sweep records.
         let mut report = GcReport {
@@ -154,6 +136,35 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Walk from the manifests `stack` names: each into `manifests`, the blobs
+/// they need into `blobs`, an index's children onward. A cached manifest's
+/// content is not its to keep (it lives by its links alone, so that
+/// eviction, which unlinks, frees it): neither its blobs nor its children
+/// are marked.
+pub(super) fn mark(
+    tx: &impl Reader,
+    mut stack: Vec<String>,
+    manifests: &mut HashSet<String>,
+    blobs: &mut HashSet<String>,
+) -> Result<(), StoreError> {
+    while let Some(d) = stack.pop() {
+        if !manifests.insert(d.clone()) {
+            continue;
+        }
+        let Some(rec) = manifest_record(tx, &d)? else {
+            continue;
+        };
+        if rec.cached {
+            continue;
+        }
+        blobs.extend(rec.summary.required_blobs().map(|b| b.digest.to_string()));
+        if is_index(&rec.summary) {
+            stack.extend(rec.summary.children.iter().map(|c| c.digest.to_string()));
+        }
+    }
+    Ok(())
 }
 
 fn last_part(k: &[u8]) -> Option<String> {

@@ -120,6 +120,11 @@ impl Client {
         })
     }
 
+    /// The `Authorization: Basic ...` value of the configured login.
+    pub fn basic(&self) -> Option<&str> {
+        self.basic.as_deref()
+    }
+
     /// `HEAD /v2/<repo>/manifests/<reference>`; None when the upstream does
     /// not have it.
     pub fn head_manifest(
