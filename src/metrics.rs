@@ -30,6 +30,10 @@ pub struct Metrics {
     pub gc_reclaimed_bytes: Counter,
     pub failed_logins: Counter,
     pub throttled_logins: Counter,
+    /// Audit events (`event`: login, login_failed, token_issued, refused,
+    /// directory_unavailable; `method`: htpasswd, ldap, robot, certificate,
+    /// bearer, anonymous).
+    pub auth_events: Family<Labels, Counter>,
     /// Mirror events by upstream (see [`Mirror`]).
     pub mirror: MirrorMetrics,
     store: [Gauge; 6],
@@ -126,6 +130,12 @@ impl Default for Metrics {
             "logins refused unchecked after too many failures from the address or for the user",
             throttled_logins.clone(),
         );
+        let auth_events = Family::<Labels, Counter>::default();
+        registry.register(
+            "auth_events",
+            "logins, token issues and refusals, by event and method",
+            auth_events.clone(),
+        );
         let mirror = MirrorMetrics::default();
         for (name, help, family) in [
             (
@@ -198,6 +208,7 @@ impl Default for Metrics {
             gc_reclaimed_bytes,
             failed_logins,
             throttled_logins,
+            auth_events,
             mirror,
             store,
         }

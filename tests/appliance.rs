@@ -35,11 +35,25 @@ fn default_config_is_valid_and_complete() {
                     documented.contains(&format!("[{k}]")),
                     "section {k} undocumented"
                 );
-                for sub in t.keys() {
+                for (sub, v) in t {
+                    let Some(inner) = v.as_table().filter(|_| sub != "groups") else {
+                        assert!(
+                            documented.contains(&format!("\n{sub} = ")),
+                            "{k}.{sub} undocumented"
+                        );
+                        continue;
+                    };
+                    // a nested section ([auth.token]): documented with its keys
                     assert!(
-                        documented.contains(&format!("\n{sub} = ")),
-                        "{k}.{sub} undocumented"
+                        documented.contains(&format!("[{k}.{sub}]")),
+                        "section {k}.{sub} undocumented"
                     );
+                    for key in inner.keys() {
+                        assert!(
+                            documented.contains(&format!("\n{key} = ")),
+                            "{k}.{sub}.{key} undocumented"
+                        );
+                    }
                 }
             }
             _ => assert!(

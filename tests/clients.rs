@@ -5,109 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
+use common::clients::{available, have, oras_round_trip, run, Podman};
+use common::layout::{gzip_stored, put_blob, put_image, runnable_image, write_top};
 use common::{bytes, sha256, Server};
 use serde_json::json;
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Whether a client is installed; when not, the test part using it is
-/// skipped, unless BERTH_REQUIRE_CLIENTS is set (CI), where that fails.
-fn available(cmd: &str) -> bool {
-    if have(cmd) {
-        return true;
-    }
-    assert!(
-        std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
-        "{cmd} is required (BERTH_REQUIRE_CLIENTS is set)"
-    );
-    eprintln!("{cmd} not installed: the part of this test that uses it did not run");
-    false
-}
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run client");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// A valid gzip member holding `data` in stored (uncompressed) deflate
-/// blocks: clients that sniff compression see a real gzip layer.
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-    let mut chunks = data.chunks(65535).peekable();
-    while let Some(c) = chunks.next() {
-        out.push(u8::from(chunks.peek().is_none()));
-        out.extend_from_slice(&(c.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(!(c.len() as u16)).to_le_bytes());
-        out.extend_from_slice(c);
-    }
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xedb8_8320 & 0u32.wrapping_sub(crc & 1));
-        }
-    }
-    out.extend_from_slice(&(!crc).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
-}
-
-fn put_blob(dir: &Path, data: &[u8]) -> serde_json::Value {
-    let d = sha256(data);
-    std::fs::write(dir.join("blobs/sha256").join(&d[7..]), data).unwrap();
-    json!({"digest": d, "size": data.len()})
-}
-
-/// Write one image for `arch`/`variant` into the layout at `dir`; returns
-/// its index entry.
-fn put_image(dir: &Path, i: usize, arch: &str, variant: Option<&str>) -> serde_json::Value {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    {
-        let layer = put_blob(dir, &gzip_stored(&bytes(100 + i as u64, 4000)));
-        let mut cfg = json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}});
-        let mut platform = json!({"architecture": arch, "os": "linux"});
-        if let Some(v) = variant {
-            cfg["variant"] = json!(v);
-            platform["variant"] = json!(v);
-        }
-        let c = put_blob(dir, &serde_json::to_vec(&cfg).unwrap());
-        let m = json!({
-            "schemaVersion": 2, "mediaType": common::OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c["digest"], "size": c["size"]},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"]}]
-        });
-        let md = put_blob(dir, &serde_json::to_vec(&m).unwrap());
-        json!({"mediaType": common::OCI_MANIFEST, "digest": md["digest"], "size": md["size"], "platform": platform})
-    }
-}
-
-fn write_top(dir: &Path, entry: &serde_json::Value) {
-    let mut e = entry.clone();
-    e.as_object_mut().unwrap().remove("platform");
-    e["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [e]})).unwrap(),
-    )
-    .unwrap();
-}
 
 /// An OCI layout holding a two-platform index tagged `v1`; returns the
 /// index digest.
@@ -533,27 +435,7 @@ key = "{}"
     .unwrap();
     // a runnable image (a real tar layer) so podman can unpack what it pulls
     let layout = tmp.path().join("src");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    let body = b"hello from berth\n";
-    h.set_size(body.len() as u64);
-    h.set_mode(0o644);
-    tar.append_data(&mut h, "hello.txt", &body[..]).unwrap();
-    let raw = tar.into_inner().unwrap();
-    let layer = put_blob(&layout, &gzip_stored(&raw));
-    let cfg = put_blob(
-        &layout,
-        &serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&raw)]}}))
-        .unwrap(),
-    );
-    let m = put_blob(&layout, &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": common::OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg["digest"], "size": cfg["size"]},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"]}]})).unwrap());
-    let entry =
-        json!({"mediaType": common::OCI_MANIFEST, "digest": m["digest"], "size": m["size"]});
-    write_top(&layout, &entry);
+    let entry = runnable_image(&layout);
     let certs = certs.display().to_string();
     let push = |creds: &str| {
         run(&[
@@ -597,20 +479,8 @@ key = "{}"
     );
 
     if available("podman") {
-        let (root, runroot) = (t("podman-root"), t("podman-run"));
-        let podman = |args: &[&str]| {
-            let mut all = vec![
-                "podman",
-                "--storage-driver",
-                "vfs",
-                "--root",
-                &root,
-                "--runroot",
-                &runroot,
-            ];
-            all.extend_from_slice(args);
-            run(&all)
-        };
+        let podman = Podman::new(tmp.path());
+        let podman = |args: &[&str]| podman.run(args);
         let auth = t("auth.json");
         let (ok, log) = podman(&[
             "login",
@@ -671,43 +541,11 @@ key = "{}"
         assert!(!ok, "podman pushed after logout");
     }
 
-    let oras = Command::new("python3")
-        .args(["-c", "import oras.client"])
-        .output();
-    if oras.map(|o| o.status.success()).unwrap_or(false) {
-        std::fs::write(t("artifact.txt"), b"hello from oras").unwrap();
-        let script = format!(
-            r#"
-import os, sys, oras.client
-os.chdir({dir:?})
-c = oras.client.OrasClient(hostname="{host}", tls_verify=True, auth_backend="basic")
-c.login(username="alice", password="alice-pw", hostname="{host}")
-c.push(files=["artifact.txt"], target="{host}/team/notes:v1")
-os.remove("artifact.txt")
-c.pull(target="{host}/team/notes:v1", outdir="out")
-print(open("out/artifact.txt").read())
-"#,
-            dir = tmp.path().display().to_string()
-        );
-        let out = Command::new("python3")
-            .args(["-c", &script])
-            .env("REQUESTS_CA_BUNDLE", t("cert.pem"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && text.contains("hello from oras"),
-            "oras: {text}"
-        );
-    } else {
-        assert!(
-            std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
-            "oras-py is required"
-        );
-        eprintln!("oras (pip install oras) not installed: oras part not run");
-    }
+    let ca = t("cert.pem");
+    oras_round_trip(
+        tmp.path(),
+        &host,
+        r#"tls_verify=True, auth_backend="basic""#,
+        &[("REQUESTS_CA_BUNDLE", ca.as_str())],
+    );
 }

@@ -513,3 +513,38 @@ fn the_bearer_token_flow_logs_in_to_a_token_upstream() {
     );
     assert!(r.text().contains("hub"), "{}", r.text());
 }
+
+/// A Berth upstream in token mode (its own token endpoint, htpasswd
+/// users): the mirror's client sends its Basic credentials first, which a
+/// token-mode Berth takes beside tokens (the Bearer flow itself is the
+/// test above, against Distribution).
+#[test]
+fn a_berth_upstream_in_token_mode_is_mirrored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = common::token_server::keypair(dir.path(), "up-token", "rsa");
+    let users = common::htpasswd_file(dir.path(), &["up"]);
+    let up = Server::start_with_config(&format!(
+        "[auth]\nhtpasswd = \"{}\"\n[auth.token]\nkey = \"{}\"\ncert = \"{}\"\n",
+        users.display(),
+        key.display(),
+        cert.display()
+    ));
+    let layer = bytes(41, 300_000);
+    let (md, _) = Client::new(&up)
+        .with_basic("up", "up-pw")
+        .push_image("team/app", "v1", &layer);
+    let (s, _pw) = mirror(&up.url(""), "");
+    let c = Client::new(&s);
+    let r = c.get("/v2/hub/team/app/manifests/v1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("docker-content-digest"), Some(md.as_str()));
+    let ld = sha256(&layer);
+    let r = c.get(&format!("/v2/hub/team/app/blobs/{ld}"));
+    assert_eq!((r.status, sha256(&r.body)), (200, ld));
+    let upc = Client::new(&up).with_basic("up", "up-pw");
+    let logins = metric(
+        &upc,
+        "berth_auth_events_total{event=\"login\",method=\"htpasswd\"}",
+    );
+    assert!(logins >= 2.0, "the mirror logged in: {logins}");
+}

@@ -187,14 +187,14 @@ fn client_fields_in_log_lines_are_escaped() {
         for _ in 0..50 {
             std::thread::sleep(std::time::Duration::from_millis(50));
             log = std::fs::read(&log_path).unwrap();
-            if String::from_utf8_lossy(&log).contains("failed login")
+            if String::from_utf8_lossy(&log).contains("login_failed")
                 && String::from_utf8_lossy(&log).contains("_catalog")
             {
                 break;
             }
         }
         let text = String::from_utf8_lossy(&log);
-        assert!(text.contains("failed login"), "{format}:\n{text}");
+        assert!(text.contains("login_failed"), "{format}:\n{text}");
         assert!(
             text.contains("agent"),
             "user agent not logged ({format}):\n{text}"

@@ -7,6 +7,7 @@ pub mod config;
 pub mod gc;
 pub mod ingest;
 pub mod platforms;
+pub mod robot;
 pub mod serve;
 pub mod verify;
 
@@ -51,6 +52,8 @@ enum Command {
     Bench(bench::Args),
     /// Configuration helpers.
     Config(config::Args),
+    /// Robot accounts: scoped, expiring credentials for CI.
+    Robot(robot::Args),
 }
 
 /// Run the command line; the exit code on success (`berth verify` exits 1
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Inventory(a) => bundle::inventory(a).map(ok),
         Command::Bench(a) => bench::run(a).map(ok),
         Command::Config(a) => config::run(a).map(ok),
+        Command::Robot(a) => robot::run(a).map(ok),
     }
 }
 

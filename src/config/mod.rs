@@ -370,6 +370,8 @@ impl Config {
                 )));
             }
         }
+        self.auth.token.check().map_err(ConfigError::Invalid)?;
+        self.auth.ldap.check().map_err(ConfigError::Invalid)?;
         if self.limits.max_page == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_page must be at least 1".into(),
@@ -378,10 +380,13 @@ impl Config {
         Ok(())
     }
 
-    /// Whether callers must be identified: an htpasswd file or a client
-    /// certificate CA is configured.
+    /// Whether callers must be identified: an htpasswd file, a directory,
+    /// tokens, or a client certificate CA is configured.
     pub fn auth_on(&self) -> bool {
-        !self.auth.htpasswd.is_empty() || !self.tls.client_ca.is_empty()
+        !self.auth.htpasswd.is_empty()
+            || !self.tls.client_ca.is_empty()
+            || self.auth.ldap.on()
+            || self.auth.token.on()
     }
 
     /// HTTP worker threads (`workers`, 0 = one per core).

@@ -55,9 +55,12 @@ pub async fn log_request(
         return Ok(res);
     }
     let request = res.request();
-    let user = match actix_web::HttpMessage::extensions(request).get::<crate::auth::Identity>() {
-        Some(crate::auth::Identity::User(u)) => logsafe::escaped(u).into_owned(),
-        _ => String::new(),
+    let user = match actix_web::HttpMessage::extensions(request)
+        .get::<crate::auth::Caller>()
+        .and_then(|c| c.name())
+    {
+        Some(u) => logsafe::escaped(u).into_owned(),
+        None => String::new(),
     };
     let agent = request
         .headers()

@@ -1,7 +1,11 @@
-//! Authentication and authorisation of every request when an htpasswd file
-//! is configured: HTTP Basic against it, then the access rules for the
-//! repository and action the request needs. `/healthz`, `/readyz` and
-//! `/metrics` stay open; `/_berth/` needs an admin.
+//! Authentication and authorisation of every request when authentication
+//! is on: who the caller is (a Bearer token, Basic credentials, a client
+//! certificate, or no one), then the access rules for the repository and
+//! action the request needs. `/healthz`, `/readyz`, `/metrics` and `/token`
+//! stay open; `/_berth/` needs an admin. With tokens on, the challenge is
+//! `Bearer realm=...,service=...,scope=...` and a token short of the right
+//! gets 403 with `error="insufficient_scope"` and the scope it needs;
+//! otherwise it is `Basic`, and a known user without the right gets 403.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -11,10 +15,11 @@ use actix_web::{HttpMessage, ResponseError};
 use base64::Engine;
 
 use super::errors::ApiError;
-use super::logsafe;
+use super::login::{self, Refusal};
 use super::route::{self, Route};
-use super::State;
-use crate::auth::{Action, Identity};
+use super::{audit, State};
+use crate::auth::scope::action_name;
+use crate::auth::{Action, Caller, Proof};
 use crate::oci::Code;
 
 /// What a request asks to do.
@@ -51,28 +56,113 @@ fn need(req: &ServiceRequest, admin_metrics: bool) -> Need {
             }
             Need::On(needs)
         }
-        Route::Scrub | Route::Gc | Route::Sync => Need::Admin,
+        Route::Scrub | Route::Gc | Route::Sync | Route::Robots | Route::Robot { .. } => Need::Admin,
         Route::Metrics if admin_metrics => Need::Admin,
-        Route::Health | Route::Ready | Route::Metrics | Route::NotFound => Need::Nothing,
+        Route::Health | Route::Ready | Route::Metrics | Route::Token | Route::NotFound => {
+            Need::Nothing
+        }
     }
 }
 
-fn credentials(req: &ServiceRequest) -> Option<(String, String)> {
-    let h = req.headers().get("Authorization")?.to_str().ok()?;
-    let b64 = h
-        .strip_prefix("Basic ")
-        .or_else(|| h.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
+/// What the `Authorization` header holds.
+pub enum Presented {
+    None,
+    Basic(String, String),
+    Bearer(String),
+    Malformed,
 }
 
-fn unauthorized(realm: &str, why: &str) -> ApiError {
-    ApiError::new(Code::Unauthorized, why)
-        .with_header("WWW-Authenticate", format!("Basic realm=\"{realm}\""))
+pub fn presented(headers: &actix_web::http::header::HeaderMap) -> Presented {
+    let Some(h) = headers.get("Authorization") else {
+        return Presented::None;
+    };
+    let Ok(h) = h.to_str() else {
+        return Presented::Malformed;
+    };
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        return Presented::Bearer(rest.to_string());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Presented::Malformed;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok());
+    match decoded.as_deref().and_then(|t| t.split_once(':')) {
+        Some((u, p)) => Presented::Basic(u.to_string(), p.to_string()),
+        None => Presented::Malformed,
+    }
+}
+
+/// How this registry challenges clients.
+struct Challenge<'a> {
+    state: &'a State,
+    req: &'a ServiceRequest,
+}
+
+impl Challenge<'_> {
+    fn bearer(&self) -> bool {
+        self.state.verifier.is_some()
+    }
+
+    /// 401 with the challenge; `scope` and `error` for Bearer.
+    fn unauthorized(&self, why: &str, scope: &str, error: Option<&str>) -> ApiError {
+        let auth = &self.state.config().auth;
+        let value = match self.bearer() {
+            false => format!("Basic realm=\"{}\"", auth.realm),
+            true => {
+                let mut v = format!(
+                    "Bearer realm=\"{}\",service=\"{}\"",
+                    realm(self.state, self.req.request()),
+                    auth.token.service
+                );
+                if !scope.is_empty() {
+                    v.push_str(&format!(",scope=\"{scope}\""));
+                }
+                if let Some(e) = error {
+                    v.push_str(&format!(",error=\"{e}\""));
+                }
+                v
+            }
+        };
+        ApiError::new(Code::Unauthorized, why).with_header("WWW-Authenticate", value)
+    }
+}
+
+/// Where clients get tokens: `auth.token.realm`, else this registry's own
+/// `/token` at `auth.external_url` or, unset, the URL the client used.
+pub fn realm(state: &State, req: &actix_web::HttpRequest) -> String {
+    let auth = &state.config().auth;
+    if !auth.token.realm.is_empty() {
+        return auth.token.realm.clone();
+    }
+    if !auth.external_url.is_empty() {
+        return format!("{}/token", auth.external_url.trim_end_matches('/'));
+    }
+    let info = req.connection_info();
+    format!("{}://{}/token", info.scheme(), info.host())
+}
+
+/// The scopes a need asks for, as a challenge names them.
+fn scopes(need: &Need) -> String {
+    let Need::On(needs) = need else {
+        return String::new();
+    };
+    needs
+        .iter()
+        .map(|(repo, a)| {
+            let actions = match a {
+                // a push also reads (HEAD of blobs and manifests)
+                Action::Push => "pull,push".to_string(),
+                a => action_name(*a).to_string(),
+            };
+            format!("repository:{repo}:{actions}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub async fn authorize(
@@ -85,80 +175,135 @@ pub async fn authorize(
     if !state.config().auth_on() {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
+    if route::parse(req.path()) == Route::Token {
+        // the token endpoint checks its credentials itself, and answers
+        // with a Basic challenge
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
     let auth = &state.config().auth;
-    let deny = |req: ServiceRequest, e: ApiError| Ok(req.into_response(e.error_response()));
-    let who = match credentials(&req) {
-        None if req.headers().contains_key("Authorization") => {
-            return deny(
-                req,
-                unauthorized(&auth.realm, "malformed Authorization header"),
-            );
-        }
-        None => match client_cert_user(&req) {
-            Some(u) => Identity::User(u),
-            None => Identity::Anonymous,
-        },
-        Some((user, password)) => {
-            let ip = req.peer_addr().map(|a| a.ip());
-            let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            // refused before any password is checked: a guesser learns nothing
-            if let Some(wait) = ip.and_then(|ip| state.login_throttle.wait(ip, &user)) {
-                state.metrics.throttled_logins.inc();
-                tracing::warn!(user = %logsafe::escaped(&user), peer = %peer, "login refused: too many failures");
-                let secs = wait.as_secs() + 1;
-                return deny(
-                    req,
-                    ApiError::new(
-                        Code::TooManyRequests,
-                        format!("too many failed logins; retry in {secs} s"),
-                    )
-                    .with_header("Retry-After", secs.to_string()),
-                );
-            }
-            let (u, p) = (user.clone(), password);
-            let ok = match state.htpasswd.clone() {
-                Some(h) => actix_web::web::block(move || h.check(&u, &p))
-                    .await
-                    .unwrap_or(false),
-                None => false,
-            };
-            if !ok {
-                state.metrics.failed_logins.inc();
-                if let Some(ip) = ip {
-                    state.login_throttle.failed(ip, &user);
-                }
-                tracing::warn!(user = %logsafe::escaped(&user), peer = %peer, "failed login");
-                return deny(
-                    req,
-                    unauthorized(&auth.realm, "invalid username or password"),
-                );
-            }
-            if let Some(ip) = ip {
-                state.login_throttle.succeeded(ip, &user);
-            }
-            Identity::User(user)
-        }
+    let need = need(&req, state.config().metrics.admin_only);
+    let scope = scopes(&need);
+    let challenge = Challenge {
+        state: &state,
+        req: &req,
     };
-    let allowed = match need(&req, state.config().metrics.admin_only) {
+    let deny = |req: ServiceRequest, e: ApiError| Ok(req.into_response(e.error_response()));
+    let caller = match presented(req.headers()) {
+        Presented::Malformed => {
+            let e = challenge.unauthorized("malformed Authorization header", &scope, None);
+            return deny(req, e);
+        }
+        Presented::Bearer(token) => match bearer(&state, &token).await {
+            Ok(c) => c,
+            Err(why) => {
+                let (_, peer) = login::peer(req.request());
+                audit::record(&state, "refused", "bearer", "", &peer, &why);
+                let e = challenge.unauthorized(&why, &scope, Some("invalid_token"));
+                return deny(req, e);
+            }
+        },
+        Presented::Basic(user, password) => {
+            match login::login(&state, req.request(), &user, &password).await {
+                Ok(c) => c,
+                Err(r) => {
+                    let e = refusal(&challenge, r, &scope);
+                    return deny(req, e);
+                }
+            }
+        }
+        Presented::None => match client_cert_user(&req) {
+            Some(u) => Caller::user(&u, Proof::Certificate, Vec::new()),
+            None => Caller::anonymous(),
+        },
+    };
+    let allowed = match &need {
         Need::Nothing => true,
-        Need::Login => who != Identity::Anonymous,
-        Need::Admin => auth.is_admin(&who),
-        Need::On(needs) => needs.iter().all(|(repo, a)| auth.may(&who, repo, *a)),
+        Need::Login => caller.name().is_some() || caller.only.is_some(),
+        Need::Admin => auth.is_admin(&caller),
+        Need::On(needs) => needs.iter().all(|(repo, a)| auth.may(&caller, repo, *a)),
     };
     if !allowed {
-        return match who {
-            Identity::Anonymous => deny(req, unauthorized(&auth.realm, "authentication required")),
-            Identity::User(u) => deny(
-                req,
-                ApiError::new(
-                    Code::Denied,
-                    format!("{u} may not do this on this repository"),
-                ),
+        let (_, peer) = login::peer(req.request());
+        let user = caller.name().unwrap_or("").to_string();
+        let what = format!("{} {}", req.method(), req.path());
+        let token = matches!(caller.proof, Proof::Token { .. });
+        let admin = matches!(need, Need::Admin);
+        let e = match (caller.name(), token && !admin) {
+            // a valid token short of the right: 403 with the scope needed
+            // (RFC 6750), which clients such as oras-py answer with a new
+            // token; clients that ask for their scopes up front never see it
+            (_, true) => {
+                let mut e = challenge.unauthorized(
+                    "the token does not grant this",
+                    &scope,
+                    Some("insufficient_scope"),
+                );
+                e.code = Code::Denied;
+                e.with_status(actix_web::http::StatusCode::FORBIDDEN)
+            }
+            (None, _) => challenge.unauthorized("authentication required", &scope, None),
+            // no token makes a caller an admin
+            (Some(u), _) => ApiError::new(
+                Code::Denied,
+                format!("{u} may not do this on this repository"),
             ),
         };
+        if caller.name().is_some() || token {
+            audit::record(&state, "refused", method_of(&caller), &user, &peer, &what);
+        }
+        return deny(req, e);
     }
-    req.extensions_mut().insert(who);
+    req.extensions_mut().insert(caller);
     Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// The caller a Bearer token names; a robot's tokens die with the robot.
+async fn bearer(state: &State, token: &str) -> Result<Caller, String> {
+    let Some(v) = state.verifier.clone() else {
+        return Err("this registry does not take Bearer tokens".into());
+    };
+    let caller = v.verify(token).map_err(|r| r.0)?;
+    let robot = caller
+        .name()
+        .filter(|n| n.starts_with(crate::auth::robots::PREFIX));
+    if let (Some(name), Proof::Token { own: true }) = (robot, caller.proof) {
+        let (reg, name) = (state.registry.clone(), name.to_string());
+        let active = actix_web::web::block(move || reg.robot_active(&name))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if !active {
+            return Err("the robot account was revoked or has expired".into());
+        }
+    }
+    Ok(caller)
+}
+
+fn refusal(challenge: &Challenge, r: Refusal, scope: &str) -> ApiError {
+    match r {
+        Refusal::Throttled(secs) => ApiError::new(
+            Code::TooManyRequests,
+            format!("too many failed logins; retry in {secs} s"),
+        )
+        .with_header("Retry-After", secs.to_string()),
+        Refusal::Invalid => challenge.unauthorized("invalid username or password", scope, None),
+        Refusal::Unavailable(why) => ApiError::new(
+            Code::Unavailable,
+            format!("logins cannot be checked now: {why}"),
+        )
+        .with_header("Retry-After", "5".to_string()),
+    }
+}
+
+/// The audit `method` of a caller.
+pub fn method_of(c: &Caller) -> &'static str {
+    match c.proof {
+        Proof::None => "anonymous",
+        Proof::Password => "password",
+        Proof::Certificate => "certificate",
+        Proof::Robot => "robot",
+        Proof::Token { .. } => "bearer",
+    }
 }
 
 /// The user a verified client certificate of this connection names.

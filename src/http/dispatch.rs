@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::errors::{ApiError, ApiResult};
 use super::route::{self, Route};
-use super::{admin, blobs, lists, manifests, platforms, referrers, uploads, State};
+use super::{admin, blobs, lists, manifests, platforms, referrers, robots, token, uploads, State};
 
 /// Register Berth's one service on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -52,9 +52,38 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
         Route::Gc if m == Method::POST => admin::gc_now(&req, state).await,
         Route::Sync if m == Method::POST => admin::sync_now(state).await,
         Route::Sync if get_or_head => admin::last_sync(state),
+        Route::Robots if m == Method::POST => {
+            robots::create(req.clone(), state, body(payload).await?).await
+        }
+        Route::Robots if get_or_head => robots::list(state).await,
+        Route::Robot { name } if m == Method::DELETE => {
+            robots::revoke(req.clone(), state, name.to_string()).await
+        }
+        Route::Token if get_or_head => token::get(req.clone(), state).await,
+        Route::Token if m == Method::POST => {
+            token::post(req.clone(), state, body(payload).await?).await
+        }
         Route::NotFound => Err(ApiError::not_found()),
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// A small request body (admin and token requests), at most 64 KiB.
+async fn body(mut payload: Payload) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut out = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(crate::oci::Code::Unsupported, e.to_string()))?;
+        if out.len() + chunk.len() > 64 << 10 {
+            return Err(
+                ApiError::new(crate::oci::Code::SizeInvalid, "request body over 64 KiB")
+                    .with_status(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE),
+            );
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
 }
 
 /// The metrics listener (`metrics.listen`): metrics and health only.

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::errors::ApiResult;
 use super::params::{self, Query};
 use super::State;
-use crate::auth::{Action, Identity};
+use crate::auth::{Action, Caller};
 use crate::registry::lists::Page;
 
 pub async fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
@@ -32,7 +32,7 @@ pub fn catalog(req: &HttpRequest, state: &State) -> ApiResult {
     let n = params::page_size(&q, state.config().limits.max_page)?;
     // With authentication on, only what the caller may pull is listed.
     let cfg = state.config();
-    let who = req.extensions().get::<Identity>().cloned();
+    let who = req.extensions().get::<Caller>().cloned();
     let visible = |repo: &str| match (cfg.auth_on(), &who) {
         (false, _) => true,
         (true, Some(w)) => cfg.auth.may(w, repo, Action::Pull),

@@ -3,12 +3,15 @@
 //! and nothing here reaches the store: every handler calls the registry.
 //!
 //! A request passes `access_log` (outermost), `path` (one canonical path),
-//! `auth` (who, and may they), then `dispatch` to a handler: `blobs`,
-//! `manifests`, `uploads`, `lists`, `referrers`, `platforms`, `admin`.
+//! `auth` (who, and may they: `login` checks passwords, `audit` records
+//! the outcome), then `dispatch` to a handler: `blobs`, `manifests`,
+//! `uploads`, `lists`, `referrers`, `platforms`, `admin`, `robots`, and
+//! `token` (the token endpoint).
 
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod body;
@@ -16,6 +19,7 @@ pub mod descriptors;
 pub mod dispatch;
 pub mod errors;
 pub mod lists;
+pub mod login;
 pub mod logsafe;
 pub mod manifests;
 pub mod params;
@@ -23,9 +27,11 @@ pub mod path;
 pub mod platforms;
 pub mod range;
 pub mod referrers;
+pub mod robots;
 pub mod route;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod token;
 pub mod uploads;
 
 use std::time::Duration;

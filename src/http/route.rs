@@ -47,6 +47,14 @@ pub enum Route<'a> {
     Gc,
     /// `/_berth/sync` (admin): run the `[[sync]]` jobs now.
     Sync,
+    /// `/_berth/robots` (admin): create and list robot accounts.
+    Robots,
+    /// `/_berth/robots/<name>` (admin): revoke one.
+    Robot {
+        name: &'a str,
+    },
+    /// `/token`: the token endpoint of the Bearer protocol.
+    Token,
     NotFound,
 }
 
@@ -63,14 +71,18 @@ impl Route<'_> {
             Route::Referrers { .. } => "referrers",
             Route::Platforms { .. } => "platforms",
             Route::Health | Route::Ready | Route::Metrics => "ops",
-            Route::Scrub | Route::Gc | Route::Sync => "admin",
+            Route::Scrub | Route::Gc | Route::Sync | Route::Robots | Route::Robot { .. } => "admin",
+            Route::Token => "token",
             Route::NotFound => "other",
         }
     }
 
     /// The operator endpoints under `/_berth/`, which need an admin.
     pub fn is_admin(&self) -> bool {
-        matches!(self, Route::Scrub | Route::Gc | Route::Sync)
+        matches!(
+            self,
+            Route::Scrub | Route::Gc | Route::Sync | Route::Robots | Route::Robot { .. }
+        )
     }
 }
 
@@ -93,7 +105,12 @@ pub fn parse(path: &str) -> Route<'_> {
             "/_berth/scrub" => Route::Scrub,
             "/_berth/gc" => Route::Gc,
             "/_berth/sync" => Route::Sync,
-            _ => Route::NotFound,
+            "/_berth/robots" => Route::Robots,
+            "/token" => Route::Token,
+            p => match p.strip_prefix("/_berth/robots/") {
+                Some(name) if !name.is_empty() && !name.contains('/') => Route::Robot { name },
+                _ => Route::NotFound,
+            },
         };
     };
     let rest = match rest {
@@ -197,6 +214,11 @@ mod tests {
         assert_eq!(parse("/_berth/sync"), Route::Sync);
         assert!(parse("/_berth/sync").is_admin());
         assert_eq!(parse("/metrics"), Route::Metrics);
+        assert_eq!(parse("/token"), Route::Token);
+        assert_eq!(parse("/_berth/robots"), Route::Robots);
+        assert_eq!(parse("/_berth/robots/ci"), Route::Robot { name: "ci" });
+        assert!(parse("/_berth/robots/ci").is_admin());
+        assert_eq!(parse("/_berth/robots/"), Route::NotFound);
         assert_eq!(parse("/_berth/gc/"), Route::NotFound);
         assert_eq!(parse("/%5Fberth/gc"), Route::NotFound);
         assert_eq!(parse("/v2/a"), Route::NotFound);

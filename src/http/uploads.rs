@@ -297,9 +297,10 @@ async fn finish(state: &State, mut s: Use, digest: Digest) -> Result<(), ApiErro
 /// Who a session belongs to, for the per-user session limit: the
 /// authenticated user, or the client address when anonymous.
 fn owner(req: &HttpRequest) -> String {
-    match actix_web::HttpMessage::extensions(req).get::<crate::auth::Identity>() {
-        Some(crate::auth::Identity::User(u)) => u.clone(),
-        _ => format!(
+    let ext = actix_web::HttpMessage::extensions(req);
+    match ext.get::<crate::auth::Caller>().and_then(|c| c.name()) {
+        Some(u) => u.to_string(),
+        None => format!(
             "anonymous@{}",
             req.peer_addr()
                 .map(|a| a.ip().to_string())

@@ -23,6 +23,7 @@ pub mod merge;
 pub mod mirror;
 pub mod platforms;
 pub mod retention;
+pub mod robots;
 pub mod sync;
 pub mod uploads;
 
@@ -49,6 +50,7 @@ pub struct Registry {
     /// Upstreams this registry mirrors, and blob fetches under way.
     mirrors: mirror::Mirrors,
     syncing: sync::Syncing,
+    robots: robots::Robots,
 }
 
 impl Registry {
@@ -62,6 +64,7 @@ impl Registry {
             config_platforms: Default::default(),
             maintenance: Default::default(),
             syncing: Default::default(),
+            robots: Default::default(),
         }
     }
 

@@ -25,6 +25,7 @@ pub mod records;
 pub mod referrers;
 
 pub mod retention;
+pub mod robots;
 pub mod scrub;
 pub mod tags;
 pub mod uploads;

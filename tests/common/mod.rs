@@ -2,6 +2,9 @@
 //! to it over HTTP.
 #![allow(dead_code)]
 
+pub mod clients;
+pub mod layout;
+pub mod slapd;
 pub mod token_server;
 
 use std::collections::HashMap;
@@ -637,14 +640,7 @@ impl Distribution {
             .stderr(Stdio::null())
             .spawn()
             .expect("start docker-registry");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("docker-registry did not come up");
+        wait_for_port(self.port, "docker-registry");
     }
 
     pub fn url(&self) -> String {
@@ -676,6 +672,29 @@ pub fn metric(c: &Client, line_start: &str) -> f64 {
         .filter(|l| l.starts_with(line_start))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// An htpasswd file `dir/htpasswd` where each user's password is `<user>-pw`.
+pub fn htpasswd_file(dir: &Path, users: &[&str]) -> PathBuf {
+    let p = dir.join("htpasswd");
+    let text: String = users
+        .iter()
+        .map(|u| htpasswd_line(u, &format!("{u}-pw")))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Wait until something listens on loopback `port` (20 s at most).
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not come up");
 }
 
 /// An htpasswd line for `user` with `password` (bcrypt, as `htpasswd -B`).

@@ -26,27 +26,66 @@ pub struct TokenServer {
     _dir: tempfile::TempDir,
 }
 
+/// Run openssl with `args`; it must succeed.
+pub fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A token signing key and its self-signed certificate in `dir`
+/// (`NAME.key`, `NAME.pem`): `rsa` (2048), or `ec` (P-256, the SEC1 key
+/// `openssl ecparam -genkey` writes).
+pub fn keypair(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pem")),
+    );
+    let (k, c) = (key.to_str().unwrap(), cert.to_str().unwrap());
+    let subject = ["-days", "2", "-subj", "/CN=berth-test-token"];
+    match kind {
+        "rsa" => openssl(
+            &[
+                &[
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", k, "-out", c,
+                ][..],
+                &subject,
+            ]
+            .concat(),
+        ),
+        _ => {
+            openssl(&[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+                k,
+            ]);
+            openssl(
+                &[
+                    &["req", "-x509", "-new", "-key", k, "-out", c][..],
+                    &subject,
+                ]
+                .concat(),
+            );
+        }
+    }
+    (key, cert)
+}
+
 impl TokenServer {
     /// Grants tokens to `user` with `password` only.
     pub fn start(user: &str, password: &str) -> TokenServer {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("token.pem"), dir.path().join("token.key"));
-        let out = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=berth-test-token"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (key, cert) = keypair(dir.path(), "token", "rsa");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let issued = Arc::new(AtomicUsize::new(0));

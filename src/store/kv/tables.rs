@@ -33,6 +33,10 @@ pub enum Table {
     /// without a version change: a build that lacks it ignores the table,
     /// and refuses a redo log that names it (after a crash) as corrupt.
     DamagedManifests,
+    /// robot name -> robot account record (JSON, written by the registry
+    /// layer). Added in schema 3 without a version change, as
+    /// `DamagedManifests` was.
+    Robots,
     /// Schema 1 only (digest -> manifest bytes): emptied and dropped by the
     /// migration to schema 2, which folded it into `Manifests`.
     ManifestBytesV1,
@@ -42,7 +46,7 @@ pub enum Table {
 
 impl Table {
     /// The tables of the current schema, created when the file is.
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::Blobs,
         Table::Manifests,
@@ -55,6 +59,7 @@ impl Table {
         Table::BlobBlocks,
         Table::Damaged,
         Table::DamagedManifests,
+        Table::Robots,
     ];
 
     /// The table's number in redo log records: fixed, never reused.
@@ -74,6 +79,7 @@ impl Table {
             Table::ManifestBytesV1 => 11,
             Table::TagTimesV1 => 12,
             Table::DamagedManifests => 13,
+            Table::Robots => 14,
         }
     }
 
@@ -100,6 +106,7 @@ impl Table {
             Table::BlobBlocks => "blob_blocks",
             Table::Damaged => "damaged",
             Table::DamagedManifests => "damaged_manifests",
+            Table::Robots => "robots",
             Table::TagTimesV1 => "tag_times",
         }
     }
