@@ -25,6 +25,8 @@ pub struct App {
     pub verifier: Option<Arc<Verifier>>,
     /// Failed logins by address and user (password guessing).
     pub login_throttle: Throttle,
+    /// Logged-in browsers of the web pages.
+    pub ui_sessions: super::ui::session::Sessions,
     /// Successful logins lately written to the audit log.
     pub recent_logins: super::audit::Recent,
     pub metrics: Arc<Metrics>,
@@ -71,6 +73,7 @@ impl App {
             verifier,
             login_throttle: Throttle::default(),
             recent_logins: Default::default(),
+            ui_sessions: Default::default(),
         })
     }
 

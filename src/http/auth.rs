@@ -58,9 +58,14 @@ fn need(req: &ServiceRequest, admin_metrics: bool) -> Need {
         }
         Route::Scrub | Route::Gc | Route::Sync | Route::Robots | Route::Robot { .. } => Need::Admin,
         Route::Metrics if admin_metrics => Need::Admin,
-        Route::Health | Route::Ready | Route::Metrics | Route::Token | Route::NotFound => {
-            Need::Nothing
-        }
+        // the pages show each caller what they may pull, and no more
+        Route::Health
+        | Route::Ready
+        | Route::Metrics
+        | Route::Token
+        | Route::Root
+        | Route::Ui { .. }
+        | Route::NotFound => Need::Nothing,
     }
 }
 
@@ -104,8 +109,9 @@ struct Challenge<'a> {
 }
 
 impl Challenge<'_> {
+    /// Browsers cannot do the token flow: the pages always ask for Basic.
     fn bearer(&self) -> bool {
-        self.state.verifier.is_some()
+        self.state.verifier.is_some() && !matches!(route::parse(self.req.path()), Route::Ui { .. })
     }
 
     /// 401 with the challenge; `scope` and `error` for Bearer.
@@ -211,10 +217,18 @@ pub async fn authorize(
                 }
             }
         }
-        Presented::None => match client_cert_user(&req) {
-            Some(u) => Caller::user(&u, Proof::Certificate, Vec::new()),
-            None => Caller::anonymous(),
-        },
+        Presented::None => {
+            let page = matches!(route::parse(req.path()), Route::Ui { .. });
+            let session = page
+                .then(|| super::ui::session_id(req.request()))
+                .flatten()
+                .and_then(|id| state.ui_sessions.get(&id));
+            match (session, client_cert_user(&req)) {
+                (Some(c), _) => c,
+                (None, Some(u)) => Caller::user(&u, Proof::Certificate, Vec::new()),
+                (None, None) => Caller::anonymous(),
+            }
+        }
     };
     let allowed = match &need {
         Need::Nothing => true,

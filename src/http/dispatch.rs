@@ -9,7 +9,9 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::errors::{ApiError, ApiResult};
 use super::route::{self, Route};
-use super::{admin, blobs, lists, manifests, platforms, referrers, robots, token, uploads, State};
+use super::{
+    admin, blobs, lists, manifests, platforms, referrers, robots, token, ui, uploads, State,
+};
 
 /// Register Berth's one service on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -63,9 +65,28 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
         Route::Token if m == Method::POST => {
             token::post(req.clone(), state, body(payload).await?).await
         }
+        Route::Ui { page } if get_or_head => {
+            Ok(ui::serve(req.clone(), state, page.to_string()).await)
+        }
+        Route::Ui { page } if m == Method::POST => {
+            let body = body(payload).await?;
+            Ok(ui::post(req.clone(), state, page.to_string(), body).await)
+        }
+        Route::Root if get_or_head && wants_html(&req) => Ok(HttpResponse::Found()
+            .insert_header(("Location", "/ui/"))
+            .finish()),
+        Route::Root => Err(ApiError::not_found()),
         Route::NotFound => Err(ApiError::not_found()),
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// A browser asking for a page (its Accept names HTML).
+fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("Accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
 }
 
 /// A small request body (admin and token requests), at most 64 KiB.

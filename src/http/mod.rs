@@ -32,6 +32,7 @@ pub mod route;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod token;
+pub mod ui;
 pub mod uploads;
 
 use std::time::Duration;

@@ -55,6 +55,12 @@ pub enum Route<'a> {
     },
     /// `/token`: the token endpoint of the Bearer protocol.
     Token,
+    /// `/`: browsers are sent to the pages.
+    Root,
+    /// `/ui/<page>`: the web pages (`page` after `/ui/`).
+    Ui {
+        page: &'a str,
+    },
     NotFound,
 }
 
@@ -73,6 +79,7 @@ impl Route<'_> {
             Route::Health | Route::Ready | Route::Metrics => "ops",
             Route::Scrub | Route::Gc | Route::Sync | Route::Robots | Route::Robot { .. } => "admin",
             Route::Token => "token",
+            Route::Root | Route::Ui { .. } => "ui",
             Route::NotFound => "other",
         }
     }
@@ -107,8 +114,11 @@ pub fn parse(path: &str) -> Route<'_> {
             "/_berth/sync" => Route::Sync,
             "/_berth/robots" => Route::Robots,
             "/token" => Route::Token,
-            p => match p.strip_prefix("/_berth/robots/") {
-                Some(name) if !name.is_empty() && !name.contains('/') => Route::Robot { name },
+            "/" => Route::Root,
+            "/ui" => Route::Ui { page: "" },
+            p => match (p.strip_prefix("/_berth/robots/"), p.strip_prefix("/ui/")) {
+                (Some(name), _) if !name.is_empty() && !name.contains('/') => Route::Robot { name },
+                (_, Some(page)) => Route::Ui { page },
                 _ => Route::NotFound,
             },
         };
@@ -215,6 +225,9 @@ mod tests {
         assert!(parse("/_berth/sync").is_admin());
         assert_eq!(parse("/metrics"), Route::Metrics);
         assert_eq!(parse("/token"), Route::Token);
+        assert_eq!(parse("/"), Route::Root);
+        assert_eq!(parse("/ui/"), Route::Ui { page: "" });
+        assert_eq!(parse("/ui/repo/a/b"), Route::Ui { page: "repo/a/b" });
         assert_eq!(parse("/_berth/robots"), Route::Robots);
         assert_eq!(parse("/_berth/robots/ci"), Route::Robot { name: "ci" });
         assert!(parse("/_berth/robots/ci").is_admin());

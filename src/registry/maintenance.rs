@@ -20,6 +20,8 @@ pub struct State {
     /// Set while a scrub runs (one at a time).
     scrubbing: AtomicBool,
     last_scrub: Mutex<Option<ScrubReport>>,
+    /// The last collection that removed (not a dry run), with when it ran.
+    last_gc: Mutex<Option<(u64, GcOutcome)>>,
 }
 
 /// A garbage collection's report, with what retention removed before it.
@@ -37,10 +39,20 @@ impl Registry {
     pub fn collect_garbage(&self, dry_run: bool) -> Result<GcOutcome> {
         let retention = self.apply_retention(dry_run)?;
         let gc = self.store.gc(dry_run)?;
+        let outcome = GcOutcome { gc, retention };
         if !dry_run {
             self.metrics.gc_runs.inc();
-            self.metrics.gc_reclaimed_bytes.inc_by(gc.bytes_reclaimed);
+            self.metrics
+                .gc_reclaimed_bytes
+                .inc_by(outcome.gc.bytes_reclaimed);
+            let now = crate::auth::token::unix_now();
+            *self
+                .maintenance
+                .last_gc
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some((now, outcome.clone()));
         }
+        let (gc, retention) = (&outcome.gc, &outcome.retention);
         tracing::info!(
             dry_run,
             blobs = gc.blobs_removed,
@@ -50,7 +62,16 @@ impl Registry {
             untagged_deleted = retention.manifests_deleted.len(),
             "garbage collection"
         );
-        Ok(GcOutcome { gc, retention })
+        Ok(outcome)
+    }
+
+    /// The last collection that removed (unix seconds, report), if any.
+    pub fn last_gc(&self) -> Option<(u64, GcOutcome)> {
+        self.maintenance
+            .last_gc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Re-verify the whole store now, rate-limited and at low CPU priority

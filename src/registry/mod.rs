@@ -12,6 +12,7 @@
 //! they arrive) and `sync` (scheduled copies).
 
 pub mod blobs;
+pub mod browse;
 pub mod config_platforms;
 pub mod error;
 mod evict;

@@ -6,7 +6,7 @@ use super::records::{self, BlobRecord};
 use super::{Store, StoreError};
 
 /// Store figures, read when metrics are scraped.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct StoreFigures {
     pub repositories: u64,
     pub manifests: u64,
