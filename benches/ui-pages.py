@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast the web pages answer with 10,000 repositories and 100,000 tags.
 
-    python3 benches/ui-pages.py [--repos 10000] [--tags 10] [--runs 20]
+    python3 benches/ui-pages.py [--repos 10000] [--tags 10] [--runs 20] [--bin PATH]
 
 Builds the release binary, starts it on a fresh data directory, pushes
 REPOS repositories of TAGS tags each (one shared config and layer, mounted
@@ -41,8 +41,14 @@ class Conn:
         self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def req(self, method, path, body=None, headers=None):
-        self.c.request(method, path, body=body, headers=headers or {})
-        r = self.c.getresponse()
+        try:
+            self.c.request(method, path, body=body, headers=headers or {})
+            r = self.c.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # an idle keep-alive connection the server closed: once more on a new one
+            self.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self.c.request(method, path, body=body, headers=headers or {})
+            r = self.c.getresponse()
         data = r.read()
         return r.status, r, data
 
@@ -70,11 +76,14 @@ def main():
     ap.add_argument("--repos", type=int, default=10000)
     ap.add_argument("--tags", type=int, default=10)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--bin", help="this berth binary instead of a fresh release build")
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    binary = a.bin or os.path.join(ROOT, "target", "release", "berth")
+    if not a.bin:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="berth-ui-bench-")
     port = free_port()
-    srv = subprocess.Popen([os.path.join(ROOT, "target", "release", "berth"), "serve", "--listen", f"127.0.0.1:{port}",
+    srv = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}",
                             "--data-dir", os.path.join(work, "data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):

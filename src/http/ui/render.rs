@@ -13,6 +13,9 @@ fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // configs and annotations are whatever was pushed: a missing field
+        // (and any field under it) renders as nothing, never an error
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         for (name, text) in [
             ("base.html", include_str!("templates/base.html")),
             ("repos.html", include_str!("templates/repos.html")),
@@ -68,6 +71,17 @@ fn time(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_without_fields_renders() {
+        let image = minijinja::context! { digest => "sha256:00", kind => "image", size => 10, config => minijinja::context! { architecture => "amd64" } };
+        let html = page(
+            "image.html",
+            minijinja::context! { repo => "r", image, pulls => Vec::<String>::new() },
+        )
+        .unwrap();
+        assert!(html.contains("<h2>Config</h2>") && !html.contains("Entrypoint"));
+    }
 
     #[test]
     fn sizes_and_escaping() {
