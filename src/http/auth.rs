@@ -294,19 +294,7 @@ async fn bearer(state: &State, token: &str) -> Result<Caller, String> {
 }
 
 fn refusal(challenge: &Challenge, r: Refusal, scope: &str) -> ApiError {
-    match r {
-        Refusal::Throttled(secs) => ApiError::new(
-            Code::TooManyRequests,
-            format!("too many failed logins; retry in {secs} s"),
-        )
-        .with_header("Retry-After", secs.to_string()),
-        Refusal::Invalid => challenge.unauthorized("invalid username or password", scope, None),
-        Refusal::Unavailable(why) => ApiError::new(
-            Code::Unavailable,
-            format!("logins cannot be checked now: {why}"),
-        )
-        .with_header("Retry-After", "5".to_string()),
-    }
+    r.into_error(|| challenge.unauthorized("invalid username or password", scope, None))
 }
 
 /// The audit `method` of a caller.

@@ -20,6 +20,31 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+impl Refusal {
+    /// The error a refusal is answered with; `invalid` is the 401 with the
+    /// caller's challenge (Basic or Bearer).
+    pub fn into_error(
+        self,
+        invalid: impl FnOnce() -> super::errors::ApiError,
+    ) -> super::errors::ApiError {
+        use super::errors::ApiError;
+        use crate::oci::Code;
+        match self {
+            Refusal::Throttled(secs) => ApiError::new(
+                Code::TooManyRequests,
+                format!("too many failed logins; retry in {secs} s"),
+            )
+            .with_header("Retry-After", secs.to_string()),
+            Refusal::Invalid => invalid(),
+            Refusal::Unavailable(why) => ApiError::new(
+                Code::Unavailable,
+                format!("logins cannot be checked now: {why}"),
+            )
+            .with_header("Retry-After", "5".to_string()),
+        }
+    }
+}
+
 /// The client's address, as logins are throttled and audited by it.
 pub fn peer(req: &HttpRequest) -> (Option<std::net::IpAddr>, String) {
     let addr = req.peer_addr();

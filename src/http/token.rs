@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::auth::{method_of, presented, Presented};
 use super::errors::{ApiError, ApiResult};
-use super::login::{self, Refusal};
+use super::login;
 use super::{audit, State};
 use crate::auth::scope::{action_name, ResourceActions};
 use crate::auth::Caller;
@@ -96,22 +96,8 @@ async fn issue(req: &HttpRequest, state: &State, ask: Ask, oauth: bool) -> ApiRe
         None => Caller::anonymous(),
         Some((user, password)) => match login::login(state, req, &user, &password).await {
             Ok(c) => c,
-            Err(Refusal::Invalid) => {
-                return Err(basic_challenge(state, "invalid username or password"))
-            }
-            Err(Refusal::Throttled(secs)) => {
-                return Err(ApiError::new(
-                    Code::TooManyRequests,
-                    format!("too many failed logins; retry in {secs} s"),
-                )
-                .with_header("Retry-After", secs.to_string()))
-            }
-            Err(Refusal::Unavailable(why)) => {
-                return Err(ApiError::new(
-                    Code::Unavailable,
-                    format!("logins cannot be checked now: {why}"),
-                )
-                .with_header("Retry-After", "5".to_string()))
+            Err(r) => {
+                return Err(r.into_error(|| basic_challenge(state, "invalid username or password")))
             }
         },
     };
