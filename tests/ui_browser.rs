@@ -9,6 +9,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 
 use common::{bytes, sha256, Client, Server};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -46,7 +48,13 @@ fn chromedriver() -> Option<Driver> {
 }
 
 async fn browser(d: &Driver) -> Browser {
-    let caps = json!({
+    browser_with(d, json!({})).await
+}
+
+/// A 1280x1000 browser, with `more` chromeOptions (mobileEmulation: a
+/// phone's viewport; headless windows are at least 500 pixels wide).
+async fn browser_with(d: &Driver, more: Value) -> Browser {
+    let mut caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
@@ -54,6 +62,9 @@ async fn browser(d: &Driver) -> Browser {
         },
         "goog:loggingPrefs": {"browser": "ALL"}
     });
+    for (k, v) in more.as_object().unwrap() {
+        caps["goog:chromeOptions"][k] = v.clone();
+    }
     let caps = caps.as_object().unwrap().clone().into_iter().collect();
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -365,6 +376,102 @@ actions = ["pull", "push"]
         .await
         .is_empty());
     assert_eq!(texts(&b, "header .who a").await, vec!["Log in"]);
+    no_console_errors(&b, &driver).await;
+    b.close().await.unwrap();
+}
+
+/// Press `key` once, as a keyboard does (to whatever has the focus).
+async fn press(b: &Browser, key: Key) {
+    let k = char::from(key);
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: k })
+        .then(KeyAction::Up { value: k });
+    b.perform_actions(keys).await.unwrap();
+}
+
+/// Press Tab until the focused element matches `css` (at most 40 times);
+/// false if it never does.
+async fn tab_to(b: &Browser, css: &str) -> bool {
+    for _ in 0..40 {
+        press(b, Key::Tab).await;
+        let hit = b
+            .execute(
+                "return document.activeElement.matches(arguments[0])",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+        if hit == json!(true) {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pages_fit_a_phone_and_work_from_the_keyboard() {
+    let Some(driver) = chromedriver() else { return };
+    let s = Server::start();
+    let c = Client::new(&s);
+    push_platform(&c, "team/app", "v1", "amd64", 1);
+    let index = push_platform(&c, "team/app", "v1", "arm64", 2);
+    push_platform(&c, "team/other", "v1", "riscv64", 3);
+    let origin = format!("http://127.0.0.1:{}", s.port);
+
+    // a phone: no page scrolls sideways (wide tables scroll in place)
+    let phone = json!({"deviceMetrics": {"width": 360, "height": 780, "pixelRatio": 3.0, "touch": true, "mobile": true}});
+    let b = browser_with(&driver, json!({ "mobileEmulation": phone })).await;
+    for page in [
+        "/ui/".to_string(),
+        "/ui/repo/team/app".to_string(),
+        format!("/ui/image/team/app@{index}"),
+        "/ui/platforms".to_string(),
+        "/ui/admin".to_string(),
+    ] {
+        b.goto(&format!("{origin}{page}")).await.unwrap();
+        // (the phone zooms out to what is laid out wider than it)
+        let w = b
+            .execute("return document.documentElement.scrollWidth", vec![])
+            .await
+            .unwrap();
+        assert!(w.as_u64() <= Some(360), "{page} is {w} pixels wide");
+    }
+    b.close().await.unwrap();
+
+    // the keyboard alone: to the search box, type, to the repository,
+    // Enter opens it; its copy buttons take the focus, visibly
+    let b = browser(&driver).await;
+    b.goto(&format!("{origin}/ui/")).await.unwrap();
+    assert!(tab_to(&b, "#q").await, "the search box takes no focus");
+    b.active_element()
+        .await
+        .unwrap()
+        .send_keys("app")
+        .await
+        .unwrap();
+    assert!(
+        tab_to(&b, "#repos tr:not([hidden]) a").await,
+        "no repository link takes the focus"
+    );
+    assert_eq!(
+        b.active_element().await.unwrap().text().await.unwrap(),
+        "team/app"
+    );
+    press(&b, Key::Enter).await;
+    b.wait().for_element(Locator::Id("matrix")).await.unwrap();
+    assert_eq!(b.current_url().await.unwrap().path(), "/ui/repo/team/app");
+    assert!(
+        tab_to(&b, "button.copy").await,
+        "no copy button takes the focus"
+    );
+    let outline = b
+        .execute(
+            "return getComputedStyle(document.activeElement).outlineStyle",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_ne!(outline, json!("none"), "the focus is not visible");
     no_console_errors(&b, &driver).await;
     b.close().await.unwrap();
 }

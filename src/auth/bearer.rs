@@ -11,8 +11,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 
-use super::token::{unix_now, Claims, TokenConfig};
+use super::token::{Claims, TokenConfig};
 use super::{keys, Caller, Grant, Identity, Proof};
+use crate::clock::unix_now;
 
 /// Tokens remembered at most; beyond, the memo starts over.
 const MEMO_MAX: usize = 10_000;

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::inventory::now;
 use super::layout::{self, BlobRef, Index, Meta};
 use super::select::{self, Pattern, Which};
 use super::{BundleError, Result};
+use crate::clock::unix_now as now;
 use crate::oci::manifest;
 use crate::oci::{Descriptor, Digest, Platform, Reference};
 use crate::verify;

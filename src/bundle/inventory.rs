@@ -22,7 +22,7 @@ impl Inventory {
     pub fn of(store: &Store) -> Result<Inventory> {
         Ok(Inventory {
             berth_inventory: 1,
-            created: now(),
+            created: crate::clock::unix_now(),
             blobs: store.blob_digests()?.into_iter().map(|(d, _)| d).collect(),
         })
     }
@@ -42,11 +42,4 @@ impl Inventory {
     pub fn into_set(self) -> HashSet<String> {
         self.blobs.into_iter().collect()
     }
-}
-
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

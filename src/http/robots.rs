@@ -22,7 +22,7 @@ fn shown(r: &Robot) -> serde_json::Value {
         "created": r.created,
         "expires": r.expires,
         "revoked": r.revoked,
-        "active": r.active(crate::auth::token::unix_now()),
+        "active": r.active(crate::clock::unix_now()),
     })
 }
 

@@ -21,6 +21,9 @@ pub struct OpenBlob {
     pub on_corrupt: CorruptionHook,
 }
 
+/// Config blobs larger than this are not read (for a platform or a page).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// See [`OpenBlob::on_corrupt`].
 pub type CorruptionHook = Box<dyn Fn(u64) + Send>;
 
@@ -127,6 +130,20 @@ impl Registry {
             }
             None => Ok(false),
         }
+    }
+
+    /// A small blob of `repo` (a config) read whole, only when it is held,
+    /// not damaged, at most [`MAX_CONFIG_BYTES`] and hashes to its digest;
+    /// None otherwise (also while it is not there yet).
+    pub(super) fn small_blob(&self, repo: &str, digest: &Digest) -> Option<Vec<u8>> {
+        let info = self.store.blob(repo, digest).ok()??;
+        if info.size > MAX_CONFIG_BYTES || self.store.is_damaged(digest).ok()? {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(info.size as usize);
+        let mut body = self.store.open_blob(digest, &info).ok()?;
+        std::io::Read::read_to_end(&mut body, &mut bytes).ok()?;
+        (crate::verify::digest_bytes(digest.algorithm(), &bytes) == *digest).then_some(bytes)
     }
 }
 

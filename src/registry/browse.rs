@@ -6,13 +6,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::blobs::MAX_CONFIG_BYTES;
 use super::platforms::offered;
 use super::{Registry, Result};
 use crate::oci::manifest::Kind;
 use crate::oci::{Descriptor, Digest, Reference};
-
-/// Config blobs read for a page at most (larger ones are not shown).
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 #[derive(Serialize)]
 pub struct RepoRow {
@@ -101,19 +99,29 @@ impl Registry {
         Ok((rows, page.more))
     }
 
-    /// Every tag of `repo` (at most `limit`, after `after`) with what it
-    /// holds, newest push first within the page.
+    /// Tags of `repo` with what each holds, newest push first (ties by
+    /// name), at most `limit` after the cursor `after`; and the cursor of
+    /// the next page, if more follow (`<pushed>~<tag>`: `~` is in no tag).
     pub fn browse_tags(
         &self,
         repo: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<TagRow>, bool)> {
+    ) -> Result<(Vec<TagRow>, Option<String>)> {
         let mut all = self.store.tag_times(repo)?;
-        if let Some(a) = after {
-            all.retain(|t| t.0.as_str() > a);
+        let order = |t: &(String, String, u64)| (std::cmp::Reverse(t.2), t.0.clone());
+        if let Some((pushed, tag)) = after.and_then(|a| a.split_once('~')) {
+            let from = (
+                std::cmp::Reverse(pushed.parse().unwrap_or(u64::MAX)),
+                tag.to_string(),
+            );
+            all.retain(|t| order(t) > from);
         }
-        let more = all.len() > limit;
+        all.sort_by_cached_key(order);
+        let next = (all.len() > limit).then(|| {
+            let (tag, _, pushed) = &all[limit - 1];
+            format!("{pushed}~{tag}")
+        });
         all.truncate(limit);
         let mut rows = Vec::with_capacity(all.len());
         for (tag, digest, pushed) in all {
@@ -144,8 +152,7 @@ impl Registry {
                 platforms,
             });
         }
-        rows.sort_by(|a, b| b.pushed.cmp(&a.pushed).then(a.tag.cmp(&b.tag)));
-        Ok((rows, more))
+        Ok((rows, next))
     }
 
     /// Manifest `digest` of `repo` as a page shows it.
@@ -198,17 +205,5 @@ impl Registry {
                 .collect(),
             tags,
         })
-    }
-
-    /// A small blob's bytes (a config), checked against its digest.
-    fn small_blob(&self, repo: &str, digest: &Digest) -> Option<Vec<u8>> {
-        let info = self.store.blob(repo, digest).ok()??;
-        if info.size > MAX_CONFIG_BYTES || self.store.is_damaged(digest).ok()? {
-            return None;
-        }
-        let mut bytes = Vec::with_capacity(info.size as usize);
-        let mut body = self.store.open_blob(digest, &info).ok()?;
-        std::io::Read::read_to_end(&mut body, &mut bytes).ok()?;
-        (crate::verify::digest_bytes(digest.algorithm(), &bytes) == *digest).then_some(bytes)
     }
 }

@@ -1,6 +1,6 @@
 //! Keeping the store in order while it serves: garbage collection (with
 //! the retention policies first), the scrub (one at a time), upload session
-//! expiry, the schedulers that run them, and the figures operators read.
+//! expiry, and the schedulers that run them.
 //! `berth gc` and `POST /_berth/gc` run the same [`Registry::collect_garbage`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::retention::RetentionReport;
 use super::{Error, Registry, Result};
 use crate::store::scrub::{ScrubOptions, ScrubReport};
-use crate::store::{GcReport, StoreFigures};
+use crate::store::GcReport;
 
 /// What maintenance remembers between runs.
 #[derive(Default)]
@@ -45,7 +45,7 @@ impl Registry {
             self.metrics
                 .gc_reclaimed_bytes
                 .inc_by(outcome.gc.bytes_reclaimed);
-            let now = crate::auth::token::unix_now();
+            let now = crate::clock::unix_now();
             *self
                 .maintenance
                 .last_gc
@@ -123,21 +123,20 @@ impl Registry {
             .clone()
     }
 
-    /// Counts and sizes for metrics (a scan of the membership tables).
-    pub fn figures(&self) -> Result<StoreFigures> {
-        Ok(self.store.figures()?)
-    }
-
-    /// Is the store open and does it take a durable write?
-    pub fn check_writable(&self) -> Result<()> {
-        Ok(self.store.check_writable()?)
-    }
-
     /// Start the schedulers: upload session expiry, and the scrub, GC and
     /// each sync job when their intervals are set. Each runs on a thread of its own and
     /// holds the registry only while it works, so the store still closes
     /// cleanly when the server stops.
     pub fn start_maintenance(self: &Arc<Registry>) {
+        // the figures pages show: counted before anyone asks, and again
+        // while counting is cheap, so a store that grew is found out
+        every_after(
+            self,
+            "berth-figures",
+            Duration::ZERO,
+            super::health::FIGURES_MAX_AGE,
+            |r| r.count_while_cheap(),
+        );
         let idle = Duration::from_secs(self.config.uploads.idle_timeout_secs);
         every(
             self,

@@ -14,8 +14,7 @@ use crate::store::{
 };
 use crate::verify;
 
-/// Config blobs larger than this are not read for a platform.
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
+use super::blobs::MAX_CONFIG_BYTES;
 
 /// What a manifest push did.
 #[derive(Clone, Debug)]
@@ -201,13 +200,11 @@ impl Registry {
         }
         let c = s.config.as_ref()?;
         self.config_platforms.get(&c.digest, || {
-            let info = self.store.blob(repo, &c.digest).ok()??;
-            if info.size > MAX_CONFIG_BYTES {
+            if c.size > MAX_CONFIG_BYTES {
                 return Some(None);
             }
-            let mut bytes = Vec::with_capacity(info.size as usize);
-            let mut body = self.store.open_blob(&c.digest, &info).ok()?;
-            std::io::Read::read_to_end(&mut body, &mut bytes).ok()?;
+            // not there (yet) or unreadable: asked again next time
+            let bytes = self.small_blob(repo, &c.digest)?;
             Some(Platform::from_config(&bytes))
         })
     }

@@ -7,7 +7,8 @@
 //! `manifests` (push, pull with platform choice, delete), `merge` (the
 //! multi-arch rules), `platforms` (what a reference offers), `lists` (tags,
 //! catalog, referrers), `uploads` (sessions), `maintenance` (GC with
-//! retention, scrub, the schedulers), `retention`, `config_platforms`,
+//! retention, scrub, the schedulers), `health` (figures, damage,
+//! readiness), `retention`, `config_platforms`,
 //! `mirror` (pull-through from upstreams) with `fetch` (blobs streamed as
 //! they arrive) and `sync` (scheduled copies).
 
@@ -17,6 +18,7 @@ pub mod config_platforms;
 pub mod error;
 mod evict;
 pub mod fetch;
+pub mod health;
 pub mod lists;
 pub mod maintenance;
 pub mod manifests;
@@ -48,6 +50,8 @@ pub struct Registry {
     /// Platforms of config blobs already read.
     config_platforms: config_platforms::ConfigPlatforms,
     maintenance: maintenance::State,
+    /// The figures pages show, counted at most every half minute.
+    health: health::Memo,
     /// Upstreams this registry mirrors, and blob fetches under way.
     mirrors: mirror::Mirrors,
     syncing: sync::Syncing,
@@ -64,6 +68,7 @@ impl Registry {
             metrics: Arc::default(),
             config_platforms: Default::default(),
             maintenance: Default::default(),
+            health: Default::default(),
             syncing: Default::default(),
             robots: Default::default(),
         }

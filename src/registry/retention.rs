@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{Error, Registry, Result};
+use crate::clock::unix_now as now;
 use crate::oci::glob::glob_match;
 use crate::oci::{Digest, Reference};
-use crate::store::records::now;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RetentionReport {

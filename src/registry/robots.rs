@@ -8,8 +8,8 @@ use std::sync::RwLock;
 
 use super::{Error, Registry, Result};
 use crate::auth::robots::{NewRobot, Robot, PREFIX};
-use crate::auth::token::unix_now;
 use crate::auth::Caller;
+use crate::clock::unix_now;
 
 #[derive(Default)]
 pub struct Robots {

@@ -439,7 +439,7 @@ impl Registry {
                     .ok()
                     .and_then(|(_, idle)| idle)
                     .unwrap_or(Duration::from_secs(
-                        crate::store::records::now().saturating_sub(rec.created),
+                        crate::clock::unix_now().saturating_sub(rec.created),
                     )),
             };
             if idle_for >= idle {

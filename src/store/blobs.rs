@@ -139,7 +139,7 @@ impl Store {
                 self.bodies.install(staged, Kind::Blob, digest)?;
                 let rec = BlobRecord {
                     size,
-                    created: records::now(),
+                    created: crate::clock::unix_now(),
                 };
                 tx.insert(Table::Blobs, d.as_bytes(), &records::encode(&rec))?;
                 tx.insert(Table::BlobBlocks, d.as_bytes(), blocks)?;

@@ -63,7 +63,11 @@ impl Store {
     /// Is the store open and writable? (a tiny durable commit)
     pub fn check_writable(&self) -> Result<(), StoreError> {
         let mut tx = self.kv.write()?;
-        tx.insert(Table::Meta, b"ready", records::now().to_string().as_bytes())?;
+        tx.insert(
+            Table::Meta,
+            b"ready",
+            crate::clock::unix_now().to_string().as_bytes(),
+        )?;
         tx.commit()
     }
 }

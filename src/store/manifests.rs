@@ -318,7 +318,7 @@ pub(super) fn store_in(
         tx.insert(
             Table::RepoManifests,
             &link,
-            records::now().to_string().as_bytes(),
+            crate::clock::unix_now().to_string().as_bytes(),
         )?;
     }
     if let Some(s) = &summary.subject {

@@ -131,7 +131,7 @@ pub(super) fn apply_in(
 
 /// Point a tag (its full key) at a digest, recording when it moved.
 fn set_tag(tx: &mut WriteTx, key: &[u8], digest: &str) -> Result<(), StoreError> {
-    let value = records::tag_value(digest, records::now_millis());
+    let value = records::tag_value(digest, crate::clock::unix_millis());
     tx.insert(Table::Tags, key, &value)
 }
 

@@ -16,7 +16,7 @@ impl Store {
         drop(self.bodies.create_staged(&id)?);
         let rec = UploadRecord {
             repo: repo.to_string(),
-            created: records::now(),
+            created: crate::clock::unix_now(),
         };
         let mut tx = self.kv.write()?;
         tx.insert(Table::Uploads, id.as_bytes(), &records::encode(&rec))?;

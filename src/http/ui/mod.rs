@@ -100,8 +100,10 @@ struct View {
     caller: Caller,
     auth_on: bool,
     admin: bool,
-    auth: crate::auth::AuthConfig,
-    /// `host[:port]` the client used, for pull commands.
+    /// The server's state (its access rules).
+    state: State,
+    /// `host[:port]` of `auth.external_url`, else the one the client used,
+    /// for pull commands.
     host: String,
     /// Logged in through a page session (so a logout button is shown).
     session: bool,
@@ -120,19 +122,29 @@ impl View {
     fn new(req: &HttpRequest, state: &State, caller: Caller) -> View {
         let cfg = state.config();
         let info = req.connection_info();
+        let external = cfg.auth.external_url.trim_end_matches('/');
+        let (host, plain_http) = match external.split_once("://") {
+            Some((scheme, host)) if !host.is_empty() => (host.to_string(), scheme == "http"),
+            _ => (info.host().to_string(), info.scheme() == "http"),
+        };
         View {
             session: session_id(req).is_some_and(|id| state.ui_sessions.get(&id).is_some()),
             admin: !cfg.auth_on() || cfg.auth.is_admin(&caller),
             auth_on: cfg.auth_on(),
-            auth: cfg.auth.clone(),
+            state: state.clone(),
             caller,
-            host: info.host().to_string(),
-            plain_http: info.scheme() == "http",
+            host,
+            plain_http,
         }
     }
 
     fn may_pull(&self, repo: &str) -> bool {
-        !self.auth_on || self.auth.may(&self.caller, repo, Action::Pull)
+        !self.auth_on
+            || self
+                .state
+                .config()
+                .auth
+                .may(&self.caller, repo, Action::Pull)
     }
 
     fn base(&self) -> minijinja::Value {
@@ -184,7 +196,7 @@ impl View {
         if !self.may_pull(repo) {
             return Err(View::not_found());
         }
-        let (tags, more) = reg
+        let (tags, next) = reg
             .browse_tags(repo, after, PAGE * 5)
             .map_err(unavailable)?;
         if tags.is_empty() && after.is_none() {
@@ -192,9 +204,6 @@ impl View {
         }
         let platforms: BTreeSet<&String> = tags.iter().flat_map(|t| &t.platforms).collect();
         let platforms: Vec<String> = platforms.into_iter().cloned().collect();
-        let next = more
-            .then(|| tags.iter().map(|t| t.tag.clone()).max())
-            .flatten();
         self.render("repo.html", context! { repo, tags, platforms, next })
     }
 
@@ -230,12 +239,15 @@ impl View {
         if platforms.is_empty() {
             platforms.push(image.platform.clone());
         }
-        let plain = if self.plain_http { " --plain-http" } else { "" };
+        let (plain, tls) = match self.plain_http {
+            true => (" --plain-http", " --tls-verify=false"),
+            false => ("", ""),
+        };
         let mut out = Vec::new();
         for p in platforms {
             let flag = p.map(|p| format!(" --platform {p}")).unwrap_or_default();
             out.push(format!("docker pull{flag} {reference}"));
-            out.push(format!("podman pull{flag} {reference}"));
+            out.push(format!("podman pull{tls}{flag} {reference}"));
             out.push(format!("ctr images pull{plain}{flag} {reference}"));
         }
         out
@@ -270,21 +282,25 @@ impl View {
         )
     }
 
-    fn admin(&self, reg: &crate::registry::Registry) -> Page {
+    fn admin(&self, reg: &std::sync::Arc<crate::registry::Registry>) -> Page {
         if self.auth_on && !self.admin {
             return Err((
                 StatusCode::FORBIDDEN,
                 "Storage and health are for admins.".into(),
             ));
         }
-        let figures = reg.figures().map_err(unavailable)?;
+        let figures = reg.figures_recent().map_err(unavailable)?;
+        let damage = reg.damage().map_err(unavailable)?;
         let (gc_at, gc) = match reg.last_gc() {
             Some((at, o)) => (at, Some(o.gc)),
             None => (0, None),
         };
         let scrub = reg.last_scrub();
         let sync = reg.last_sync().jobs;
-        self.render("admin.html", context! { figures, gc, gc_at, scrub, sync })
+        self.render(
+            "admin.html",
+            context! { figures, damage, gc, gc_at, scrub, sync },
+        )
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use minijinja::{Environment, Value};
 
-use crate::auth::token::rfc3339;
+use crate::clock::rfc3339;
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();

@@ -6,15 +6,20 @@ document.addEventListener("DOMContentLoaded", () => {
     b.addEventListener("click", () => {
       const text = b.dataset.copy;
       const done = () => { b.textContent = "Copied"; setTimeout(() => { b.textContent = "Copy"; }, 1500); };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(text).then(done, () => {});
-      } else {
+      // without the clipboard API (or its permission), a selected textarea
+      const fallback = () => {
         const t = document.createElement("textarea");
         t.value = text;
         document.body.appendChild(t);
         t.select();
-        try { document.execCommand("copy"); done(); } catch (e) { /* nothing to copy with */ }
+        try { if (document.execCommand("copy")) done(); } catch (e) { /* nothing to copy with */ }
         t.remove();
+        b.focus();
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done, fallback);
+      } else {
+        fallback();
       }
     });
   }
