@@ -171,22 +171,32 @@ fn no_module_depends_on_itself_through_others() {
     }
 }
 
+/// Files outside `store/kv/<engine>` (and the seam, which picks engines
+/// by their module names) that name the engine's crate.
+fn naming(engine: &str, clean: impl Fn(String) -> String) -> Vec<String> {
+    let dir = root().join("store/kv").join(engine);
+    let seam = root().join("store/kv/mod.rs");
+    files(&root())
+        .into_iter()
+        .filter(|p| !p.starts_with(&dir) && *p != seam)
+        .filter(|p| {
+            let text = clean(code(p));
+            text.contains(&format!("{engine}::")) || text.contains(&format!("use {engine}"))
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 #[test]
 fn redb_is_named_only_by_its_engine() {
-    let engine = root().join("store/kv/redb");
-    // the seam picks its engine by the module's name
-    let seam = root().join("store/kv/mod.rs");
-    for p in files(&root()) {
-        if p.starts_with(&engine) || p == seam {
-            continue;
-        }
-        let text = code(&p).replace("meta.redb", "");
-        assert!(
-            !text.contains("redb::") && !text.contains("use redb"),
-            "{} names redb",
-            p.display()
-        );
-    }
+    let named = naming("redb", |t| t.replace("meta.redb", ""));
+    assert!(named.is_empty(), "naming redb: {named:?}");
+}
+
+#[test]
+fn postgres_is_named_only_by_its_engine() {
+    let named = naming("postgres", |t| t);
+    assert!(named.is_empty(), "naming postgres: {named:?}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth::config::{Config, LogFormat};
 use berth::registry::Registry;
-use berth::store::{Store, StoreOptions};
+use berth::store::{Metadata, PostgresOptions, Store, StoreOptions};
 
 use super::Error;
 
@@ -50,6 +50,7 @@ pub fn run(a: Args) -> Result<(), Error> {
         &cfg.data_dir,
         &StoreOptions {
             cache_mb: cfg.cache_mb,
+            metadata: metadata(&cfg.metadata)?,
         },
     )?;
     let registry = Arc::new(Registry::new(Arc::new(store), cfg));
@@ -60,6 +61,32 @@ pub fn run(a: Args) -> Result<(), Error> {
     let app = berth::http::App::new(registry)?;
     actix_web::rt::System::new().block_on(berth::http::serve(app))?;
     Ok(())
+}
+
+/// The store's metadata engine as `[metadata]` configures it.
+fn metadata(m: &berth::config::Metadata) -> Result<Metadata, Error> {
+    use berth::config::MetadataEngine;
+    Ok(match m.engine {
+        MetadataEngine::Redb => Metadata::Embedded,
+        MetadataEngine::Postgres => {
+            let password = match m.password_file.as_str() {
+                "" => None,
+                f => Some(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| Error::Usage(format!("metadata.password_file {f}: {e}")))?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+            };
+            Metadata::Postgres(PostgresOptions {
+                url: m.url.clone(),
+                password,
+                timeout: std::time::Duration::from_secs(m.timeout_secs.max(1)),
+            })
+        }
+    })
 }
 
 /// Install the log subscriber. Lines are written by a background thread

@@ -48,6 +48,43 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Scheduled copies from upstreams.
     pub sync: Vec<SyncConfig>,
+    /// Where the metadata lives (embedded redb unless set).
+    pub metadata: Metadata,
+}
+
+/// `[metadata]`: the embedded database, or a PostgreSQL one that several
+/// Berth processes can share.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metadata {
+    pub engine: MetadataEngine,
+    /// `postgres://user@host:port/database` (engine = "postgres").
+    pub url: String,
+    /// A file holding the database password (its first line), so that the
+    /// password is in neither the config nor the process list.
+    pub password_file: String,
+    /// Seconds to wait for a connection before answering 503.
+    pub timeout_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataEngine {
+    /// redb in the data directory.
+    #[default]
+    Redb,
+    Postgres,
+}
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Metadata {
+            engine: MetadataEngine::Redb,
+            url: String::new(),
+            password_file: String::new(),
+            timeout_secs: 5,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -240,6 +277,7 @@ impl Default for Config {
             retention: Vec::new(),
             upstreams: Vec::new(),
             sync: Vec::new(),
+            metadata: Metadata::default(),
         }
     }
 }
@@ -328,6 +366,16 @@ impl Config {
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             return Err(ConfigError::Invalid(
                 "tls.cert and tls.key go together".into(),
+            ));
+        }
+        if (self.metadata.engine == MetadataEngine::Postgres) == self.metadata.url.is_empty() {
+            return Err(ConfigError::Invalid(
+                "metadata.url is set exactly when metadata.engine = \"postgres\"".into(),
+            ));
+        }
+        if self.metadata.engine == MetadataEngine::Postgres && self.gc.interval_secs > 0 {
+            return Err(ConfigError::Invalid(
+                "gc.interval_secs: garbage collection with metadata.engine = \"postgres\" is not built yet".into(),
             ));
         }
         if !self.tls.client_ca.is_empty() && self.tls.cert.is_empty() {

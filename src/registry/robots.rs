@@ -1,24 +1,37 @@
 //! Robot accounts as a service: create, list, revoke, log in. Records live
 //! in the metadata database; they are read once and kept in memory, so a
 //! robot's login costs a hash and a map lookup, and a revocation holds at
-//! once for its logins and for the tokens it was given.
+//! once for its logins and for the tokens it was given. With the metadata
+//! shared by several nodes (PostgreSQL), the map is read again once it is
+//! [`SHARED_TTL`] old, so a robot revoked on one node stops on every node
+//! within that time.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use super::{Error, Registry, Result};
 use crate::auth::robots::{NewRobot, Robot, PREFIX};
 use crate::auth::Caller;
 use crate::clock::unix_now;
 
+/// How long nodes sharing the metadata keep the map before reading it again.
+pub const SHARED_TTL: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 pub struct Robots {
     by_name: RwLock<Option<HashMap<String, Robot>>>,
+    /// When the map was read.
+    read_at: RwLock<Option<Instant>>,
 }
 
 impl Registry {
     fn robots_loaded(&self) -> Result<()> {
-        if self.robots.by_name.read().expect("robots").is_some() {
+        let fresh = match *self.robots.read_at.read().expect("robots") {
+            Some(at) => !self.store.shared() || at.elapsed() < SHARED_TTL,
+            None => false,
+        };
+        if fresh {
             return Ok(());
         }
         let mut map = HashMap::new();
@@ -33,6 +46,7 @@ impl Registry {
             }
         }
         *self.robots.by_name.write().expect("robots") = Some(map);
+        *self.robots.read_at.write().expect("robots") = Some(Instant::now());
         Ok(())
     }
 

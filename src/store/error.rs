@@ -30,6 +30,9 @@ pub enum StoreError {
     ManifestDamaged(Digest, String),
     #[error("data directory has schema version {found}, this build understands {expected}; use a matching Berth release")]
     Schema { found: String, expected: u32 },
+    /// The data directory belongs to another metadata engine.
+    #[error("{0}")]
+    Elsewhere(String),
     #[error("data directory {0} is in use by another Berth process (stop it, or use --url to ask the running server)")]
     Locked(String),
 }

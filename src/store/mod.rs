@@ -41,6 +41,7 @@ pub use commit::Pending;
 pub use error::{out_of_space, Cause, StoreError};
 pub use figures::StoreFigures;
 pub use gc::GcReport;
+pub use kv::PostgresOptions;
 pub use manifests::{
     ManifestData, ManifestPush, NewManifest, PushedManifest, PutError, TagDigests, TagPolicy,
 };
@@ -55,11 +56,25 @@ pub const SCHEMA_VERSION: u32 = 3;
 pub struct StoreOptions {
     /// Page cache of the metadata database, in MiB.
     pub cache_mb: usize,
+    pub metadata: Metadata,
+}
+
+/// Where the metadata lives.
+#[derive(Clone, Debug, Default)]
+pub enum Metadata {
+    /// redb in the data directory.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database (many nodes may share it).
+    Postgres(PostgresOptions),
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { cache_mb: 16 }
+        StoreOptions {
+            cache_mb: 16,
+            metadata: Metadata::Embedded,
+        }
     }
 }
 
@@ -76,13 +91,41 @@ pub struct Store {
     install_gate: Arc<RwLock<()>>,
     /// Applies manifest pushes, many per transaction.
     committer: commit::Committer,
+    /// The metadata is in a database other processes may share.
+    shared: bool,
 }
+
+/// The file in a data directory that says its metadata is elsewhere.
+const ELSEWHERE: &str = "metadata-in-postgres";
 
 impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let bodies = bodies::open(dir)?;
-        let kv = Kv::open(&dir.join("meta.redb"), opts.cache_mb.max(1) << 20)?;
+        // A directory's bodies belong to one metadata database: opened
+        // with another, GC would take every body for an orphan.
+        let elsewhere = dir.join(ELSEWHERE);
+        let kv = match &opts.metadata {
+            Metadata::Embedded if elsewhere.exists() => {
+                return Err(StoreError::Elsewhere(format!(
+                    "{} keeps its metadata in PostgreSQL ({ELSEWHERE}); use the server's API, or a config with [metadata] engine = \"postgres\"",
+                    dir.display()
+                )))
+            }
+            Metadata::Embedded => Kv::open(&dir.join("meta.redb"), opts.cache_mb.max(1) << 20)?,
+            Metadata::Postgres(_) if dir.join("meta.redb").exists() => {
+                return Err(StoreError::Elsewhere(format!(
+                    "{} holds an embedded database (meta.redb); a PostgreSQL-backed server needs a data directory of its own",
+                    dir.display()
+                )))
+            }
+            Metadata::Postgres(o) => {
+                let kv = Kv::open_postgres(o)?;
+                std::fs::write(&elsewhere, "this directory's metadata is in PostgreSQL\n")?;
+                kv
+            }
+        };
+        let shared = matches!(opts.metadata, Metadata::Postgres(_));
         check_schema(&kv)?;
         let install_gate = Arc::new(RwLock::new(()));
         let committer = commit::Committer::start(kv.clone(), install_gate.clone())?;
@@ -92,6 +135,7 @@ impl Store {
             root: dir.to_path_buf(),
             install_gate,
             committer,
+            shared,
         };
         store.remove_stray_uploads()?;
         Ok(store)
@@ -103,6 +147,11 @@ impl Store {
 
     pub fn kv(&self) -> &Kv {
         &self.kv
+    }
+
+    /// Is the metadata in a database other processes may share?
+    pub fn shared(&self) -> bool {
+        self.shared
     }
 
     fn gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {

@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod layout;
+pub mod postgres;
 pub mod slapd;
 pub mod token_server;
 
@@ -31,7 +32,7 @@ pub struct Server {
     nofile: Option<u64>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -109,12 +110,17 @@ impl Server {
 
     /// A server on an existing data directory (kept by the caller).
     pub fn on(data: &Path) -> Server {
+        Server::on_with_env(data, &[])
+    }
+
+    /// [`Server::on`] with extra `BERTH_*` settings.
+    pub fn on_with_env(data: &Path, env: &[(String, String)]) -> Server {
         let mut s = Server {
             port: 0,
             data: data.to_path_buf(),
             child: None,
             _tmp: None,
-            extra: Vec::new(),
+            extra: env.to_vec(),
             tls: false,
             log: None,
             nofile: None,

@@ -1,8 +1,9 @@
 //! The metadata seam: the narrow key-value interface the store is built on
 //! (get, prefix scan, one atomic write transaction at a time, durable
 //! commit), and the handle the store holds. Nothing outside `store` sees
-//! it, and nothing here names an engine: redb (with its redo log) is the
-//! one implementation, in `redb/`, the only module that names redb.
+//! it, and nothing here names an engine's crate: redb (with its redo log,
+//! in `redb/`, the only module that names redb) is the default, and
+//! PostgreSQL (`postgres.rs`, shared by many nodes) the optional one.
 //!
 //! The contract every engine keeps, and the store relies on:
 //! * one write transaction at a time: a read-check-write inside it is a
@@ -11,6 +12,7 @@
 //! * `commit` returns once the change is durable: what a 201 promises;
 //! * a failed write refuses later writes rather than build on lost state.
 
+mod postgres;
 mod redb;
 mod tables;
 
@@ -18,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::StoreError;
+pub use postgres::PostgresOptions;
 pub use tables::Table;
 
 /// Join key parts with NUL.
@@ -145,6 +148,11 @@ impl Kv {
     /// `<name>.redo` beside it) with a page cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Kv, StoreError> {
         Ok(Kv(Arc::new(redb::Redb::open(path, cache_bytes)?)))
+    }
+
+    /// Connect to the PostgreSQL database `o` names (see `postgres.rs`).
+    pub fn open_postgres(o: &PostgresOptions) -> Result<Kv, StoreError> {
+        Ok(Kv(Arc::new(postgres::Postgres::open(o)?)))
     }
 
     pub fn read(&self) -> Result<ReadTx, StoreError> {

@@ -1,0 +1,188 @@
+//! A PostgreSQL 15 server of the test's own (Debian `postgresql`): a new
+//! cluster in a temp dir (initdb, password login for user `berth`, database
+//! `berth`), on a free loopback port, stopped when dropped. Run as the
+//! `postgres` user when the tests run as root (PostgreSQL refuses root).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Postgres {
+    pub port: u16,
+    pub password_file: PathBuf,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+/// Where the server's programs are: PATH, else Debian's versioned dir.
+fn bin_dir() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v pg_ctl"])
+        .output()
+    {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !p.is_empty() {
+            let real = std::fs::canonicalize(&p).ok()?;
+            return real.parent().map(Path::to_path_buf);
+        }
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|d| d.join("pg_ctl").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Postgres {
+    /// A running server, or None when PostgreSQL is not installed (then
+    /// BERTH_REQUIRE_CLIENTS=1, as CI sets, fails the test instead).
+    pub fn start() -> Option<Postgres> {
+        let Some(bin) = bin_dir() else {
+            assert!(
+                std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
+                "PostgreSQL (pg_ctl) is required but not installed"
+            );
+            eprintln!("skipping: PostgreSQL is not installed");
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("berth-pg")
+            .tempdir()
+            .unwrap();
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, "pg-secret\n").unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let pg = Postgres {
+            port: super::free_port(),
+            password_file,
+            dir,
+            bin,
+        };
+        let data = pg.dir.path().join("cluster");
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "berth",
+                "--auth=scram-sha-256",
+                &format!("--pwfile={}", pg.password_file.display()),
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        pg.start_again();
+        let st = Command::new(pg.bin.join("createdb"))
+            .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "berth"])
+            .arg("berth")
+            .env("PGPASSWORD", "pg-secret")
+            .status()
+            .unwrap();
+        assert!(st.success(), "createdb failed");
+        Some(pg)
+    }
+
+    /// `postgres://…` for `[metadata] url` (the password is in the file).
+    pub fn url(&self) -> String {
+        format!("postgres://berth@127.0.0.1:{}/berth", self.port)
+    }
+
+    /// The `BERTH_*` settings of a server using this database.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("BERTH_METADATA_ENGINE".into(), "postgres".into()),
+            ("BERTH_METADATA_URL".into(), self.url()),
+            (
+                "BERTH_METADATA_PASSWORD_FILE".into(),
+                self.password_file.display().to_string(),
+            ),
+            ("BERTH_METADATA_TIMEOUT_SECS".into(), "2".into()),
+        ]
+    }
+
+    /// `program` of the server's, as the user that owns the cluster.
+    fn command(&self, program: &str) -> Command {
+        let exe = self.bin.join(program);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self.command(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Start (again) on the same port and cluster; waits until it accepts.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("cluster");
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-o",
+                &opts,
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stop at once (`-m immediate`: as a crash, no checkpoint).
+    pub fn stop(&self) {
+        let data = self.dir.path().join("cluster");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("cluster");
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data.display().to_string(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
