@@ -142,23 +142,7 @@ fn source() -> (Server, String) {
 
 fn platforms(index: &[u8]) -> BTreeSet<String> {
     let v: Value = serde_json::from_slice(index).unwrap();
-    v["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let p = &e["platform"];
-            let mut s = format!(
-                "{}/{}",
-                p["os"].as_str().unwrap(),
-                p["architecture"].as_str().unwrap()
-            );
-            if let Some(v) = p["variant"].as_str() {
-                s = format!("{s}/{v}");
-            }
-            s
-        })
-        .collect()
+    common::index_platforms(&v).into_iter().collect()
 }
 
 /// Names and sizes of a plain tar's entries.

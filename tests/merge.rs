@@ -58,23 +58,7 @@ fn get_all(c: &Client, path: &str) -> Resp {
 }
 
 fn platforms_of(index: &Value) -> Vec<String> {
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let p = &e["platform"];
-            let mut s = format!(
-                "{}/{}",
-                p["os"].as_str().unwrap(),
-                p["architecture"].as_str().unwrap()
-            );
-            if let Some(v) = p["variant"].as_str() {
-                s = format!("{s}/{v}");
-            }
-            s
-        })
-        .collect()
+    common::index_platforms(index)
 }
 
 #[test]

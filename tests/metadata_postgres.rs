@@ -52,23 +52,7 @@ fn platforms_of(c: &Client, repo: &str, tag: &str) -> Vec<String> {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let index: Value = r.json();
-    let mut got: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let p = &m["platform"];
-            let mut s = format!(
-                "{}/{}",
-                p["os"].as_str().unwrap(),
-                p["architecture"].as_str().unwrap()
-            );
-            if let Some(v) = p["variant"].as_str() {
-                s = format!("{s}/{v}");
-            }
-            s
-        })
-        .collect();
+    let mut got = common::index_platforms(&index);
     got.sort();
     got
 }
