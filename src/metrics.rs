@@ -37,6 +37,8 @@ pub struct Metrics {
     /// Mirror events by upstream (see [`Mirror`]).
     pub mirror: MirrorMetrics,
     store: [Gauge; 6],
+    /// Requests to the object store by `op` (counted by the store).
+    object_store: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -191,6 +193,12 @@ impl Default for Metrics {
         for (g, (n, h)) in store.iter().zip(names) {
             registry.register(n, h, g.clone());
         }
+        let object_store = Family::<Labels, Counter>::default();
+        registry.register(
+            "object_store_requests",
+            "requests to the object store (storage.blobs = \"s3\") by operation",
+            object_store.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -211,6 +219,7 @@ impl Default for Metrics {
             auth_events,
             mirror,
             store,
+            object_store,
         }
     }
 }
@@ -296,6 +305,13 @@ impl Metrics {
             g.set(v as i64);
         }
         self.uploads_in_flight.set(uploads as i64);
+        for (op, n) in &store.object_store_requests {
+            // the store counts; the counter catches up with it
+            let c = self
+                .object_store
+                .get_or_create(&vec![("op".to_string(), op.to_string())]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

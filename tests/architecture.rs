@@ -174,17 +174,42 @@ fn no_module_depends_on_itself_through_others() {
 /// Files outside `store/kv/<engine>` (and the seam, which picks engines
 /// by their module names) that name the engine's crate.
 fn naming(engine: &str, clean: impl Fn(String) -> String) -> Vec<String> {
-    let dir = root().join("store/kv").join(engine);
-    let seam = root().join("store/kv/mod.rs");
+    naming_outside(
+        engine,
+        &format!("store/kv/{engine}"),
+        "store/kv/mod.rs",
+        clean,
+    )
+}
+
+/// Files outside `dir` and `seam` (under src/) that name `krate`.
+fn naming_outside(
+    krate: &str,
+    dir: &str,
+    seam: &str,
+    clean: impl Fn(String) -> String,
+) -> Vec<String> {
+    let (dir, seam) = (root().join(dir), root().join(seam));
     files(&root())
         .into_iter()
         .filter(|p| !p.starts_with(&dir) && *p != seam)
         .filter(|p| {
             let text = clean(code(p));
-            text.contains(&format!("{engine}::")) || text.contains(&format!("use {engine}"))
+            text.contains(&format!("{krate}::")) || text.contains(&format!("use {krate}"))
         })
         .map(|p| p.display().to_string())
         .collect()
+}
+
+#[test]
+fn the_object_store_client_is_named_only_by_the_s3_bodies() {
+    let named = naming_outside(
+        "object_store",
+        "store/bodies/s3",
+        "store/bodies/mod.rs",
+        |t| t,
+    );
+    assert!(named.is_empty(), "naming object_store: {named:?}");
 }
 
 #[test]

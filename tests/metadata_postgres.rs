@@ -7,59 +7,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::platforms::env_refs;
 use common::postgres::Postgres;
-use common::{bytes, sha256, Client, Server, OCI_INDEX, OCI_MANIFEST};
-use serde_json::{json, Value};
-
-const PLATFORMS: [&str; 8] = [
-    "linux/amd64",
-    "linux/arm64",
-    "linux/arm/v7",
-    "linux/ppc64le",
-    "linux/s390x",
-    "linux/riscv64",
-    "linux/386",
-    "linux/mips64le",
-];
-
-/// Push a single-platform image for `platform` to `repo:tag`.
-fn push_platform(c: &Client, repo: &str, tag: &str, platform: &str, seed: u64) {
-    let parts: Vec<&str> = platform.split('/').collect();
-    let mut cfg = json!({"architecture": parts[1], "os": parts[0], "rootfs": {"type": "layers", "diff_ids": []}});
-    if let Some(v) = parts.get(2) {
-        cfg["variant"] = json!(v);
-    }
-    let cfg = serde_json::to_vec(&cfg).unwrap();
-    let layer = bytes(seed, 500);
-    let cd = c.push_blob(repo, &cfg);
-    let ld = c.push_blob(repo, &layer);
-    let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": layer.len()}]}))
-    .unwrap();
-    let r = c.put_manifest(repo, tag, OCI_MANIFEST, &m);
-    assert_eq!(r.status, 201, "{}", r.text());
-}
-
-fn platforms_of(c: &Client, repo: &str, tag: &str) -> Vec<String> {
-    let r = c.req(
-        "GET",
-        &format!("/v2/{repo}/manifests/{tag}"),
-        &[("Accept", OCI_INDEX)],
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let index: Value = r.json();
-    let mut got = common::index_platforms(&index);
-    got.sort();
-    got
-}
-
-fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
+use common::{bytes, sha256, Client, Server, OCI_MANIFEST};
+use serde_json::json;
 
 #[test]
 fn pushes_live_in_postgres_through_kill9_and_a_database_restart() {
@@ -142,34 +93,7 @@ fn two_nodes_merge_eight_concurrent_platforms() {
     let blobs = tempfile::tempdir().unwrap();
     let a = Server::on_with_env(blobs.path(), &env);
     let b = Server::on_with_env(blobs.path(), &env);
-    let nodes = Arc::new([a.url(""), b.url("")]);
-    let mut want: Vec<String> = PLATFORMS.iter().map(|p| p.to_string()).collect();
-    want.sort();
-    for round in 0..10 {
-        let tag = format!("r{round}");
-        let barrier = Arc::new(std::sync::Barrier::new(PLATFORMS.len()));
-        let pushers: Vec<_> = (0..PLATFORMS.len())
-            .map(|i| {
-                let (nodes, barrier, tag) = (nodes.clone(), barrier.clone(), tag.clone());
-                std::thread::spawn(move || {
-                    // alternate nodes, as a round-robin balancer would
-                    let c = Client::from_base(&nodes[i % 2]);
-                    barrier.wait();
-                    push_platform(&c, "race", &tag, PLATFORMS[i], 100 + i as u64);
-                })
-            })
-            .collect();
-        for p in pushers {
-            p.join().unwrap();
-        }
-        for node in [&a, &b] {
-            assert_eq!(
-                platforms_of(&Client::new(node), "race", &tag),
-                want,
-                "a platform was lost in round {round}"
-            );
-        }
-    }
+    common::platforms::race(&[a.url(""), b.url("")], "race", 10);
     // a push to one node is visible on the other at once
     let (d, _) = Client::new(&a).push_image("seen", "now", b"from a");
     let r = Client::new(&b).get("/v2/seen/manifests/now");

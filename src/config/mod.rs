@@ -13,8 +13,10 @@ use crate::oci::Platform;
 
 mod mirror;
 mod platform_text;
+mod storage;
 
 pub use mirror::{SyncConfig, UpstreamConfig};
+pub use storage::{BlobsBackend, Metadata, MetadataEngine, S3Config, Storage};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,43 +50,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Scheduled copies from upstreams.
     pub sync: Vec<SyncConfig>,
+    /// Where blob bodies live (files in the data directory unless set).
+    pub storage: Storage,
     /// Where the metadata lives (embedded redb unless set).
     pub metadata: Metadata,
-}
-
-/// `[metadata]`: the embedded database, or a PostgreSQL one that several
-/// Berth processes can share.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Metadata {
-    pub engine: MetadataEngine,
-    /// `postgres://user@host:port/database` (engine = "postgres").
-    pub url: String,
-    /// A file holding the database password (its first line), so that the
-    /// password is in neither the config nor the process list.
-    pub password_file: String,
-    /// Seconds to wait for a connection before answering 503.
-    pub timeout_secs: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetadataEngine {
-    /// redb in the data directory.
-    #[default]
-    Redb,
-    Postgres,
-}
-
-impl Default for Metadata {
-    fn default() -> Self {
-        Metadata {
-            engine: MetadataEngine::Redb,
-            url: String::new(),
-            password_file: String::new(),
-            timeout_secs: 5,
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -277,6 +246,7 @@ impl Default for Config {
             retention: Vec::new(),
             upstreams: Vec::new(),
             sync: Vec::new(),
+            storage: Storage::default(),
             metadata: Metadata::default(),
         }
     }
@@ -368,16 +338,7 @@ impl Config {
                 "tls.cert and tls.key go together".into(),
             ));
         }
-        if (self.metadata.engine == MetadataEngine::Postgres) == self.metadata.url.is_empty() {
-            return Err(ConfigError::Invalid(
-                "metadata.url is set exactly when metadata.engine = \"postgres\"".into(),
-            ));
-        }
-        if self.metadata.engine == MetadataEngine::Postgres && self.gc.interval_secs > 0 {
-            return Err(ConfigError::Invalid(
-                "gc.interval_secs: garbage collection with metadata.engine = \"postgres\" is not built yet".into(),
-            ));
-        }
+        storage::validate(&self.storage, &self.metadata, self.gc.interval_secs)?;
         if !self.tls.client_ca.is_empty() && self.tls.cert.is_empty() {
             return Err(ConfigError::Invalid(
                 "tls.client_ca needs tls.cert and tls.key (client certificates need TLS)".into(),

@@ -22,6 +22,15 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
         let size = web::block(move || reg.blob_size(&r, &d)).await??;
         return Ok(headers(&mut HttpResponse::Ok(), &digest).body(body::HeadBody(size)));
     }
+    if !head && state.config().storage.s3.redirect {
+        // presigning is local (no request to the store), cheap enough here
+        if let Some(url) = state.registry.blob_redirect(repo, &digest)? {
+            return Ok(HttpResponse::TemporaryRedirect()
+                .insert_header(("Location", url))
+                .insert_header(("Docker-Content-Digest", digest.to_string()))
+                .finish());
+        }
+    }
     let blob = match head {
         true => state.registry.stat_blob(repo, &digest)?,
         false => match state.registry.serve_blob(repo, &digest)? {
@@ -59,19 +68,19 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
     if head {
         return Ok(r.body(body::HeadBody(len)));
     }
+    let remote = blob.remote;
     let Some(blocks) = blob.blocks else {
-        return Ok(r
-            .no_chunking(len)
-            .streaming(body::file_stream(blob.body, start, len)));
+        let bytes = body::file_stream(blob.body, start, len);
+        return Ok(match remote {
+            true => r.no_chunking(len).streaming(body::off_workers(bytes)),
+            false => r.no_chunking(len).streaming(bytes),
+        });
     };
-    Ok(r.no_chunking(len).streaming(body::verified_stream(
-        blob.body,
-        size,
-        start,
-        len,
-        blocks,
-        blob.on_corrupt,
-    )))
+    let bytes = body::verified_stream(blob.body, size, start, len, blocks, blob.on_corrupt);
+    Ok(match remote {
+        true => r.no_chunking(len).streaming(body::off_workers(bytes)),
+        false => r.no_chunking(len).streaming(bytes),
+    })
 }
 
 /// The headers of every blob answer.

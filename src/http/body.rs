@@ -229,3 +229,29 @@ impl actix_web::body::MessageBody for HeadBody {
         std::task::Poll::Ready(None)
     }
 }
+
+/// Chunks a stream read off the workers keeps ready (256 KiB each).
+const AHEAD: usize = 8;
+
+/// `s`, whose reads block on the network (bodies in object storage),
+/// pulled on a blocking thread a few chunks ahead: waiting for the store
+/// holds no async worker, and the next bytes arrive while these are sent.
+/// `s` must never be pending (the streams above read synchronously).
+pub fn off_workers<S>(s: S) -> impl Stream<Item = Result<Bytes, std::io::Error>>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut s = Box::pin(s);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        while let std::task::Poll::Ready(Some(item)) = s.as_mut().poll_next(&mut cx) {
+            // the client went away: stop reading
+            if tx.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -193,7 +193,10 @@ async fn patch(
 ) -> ApiResult {
     let mut s = open_session(state, &repo, id).await?;
     check_chunk(req, &s)?;
-    receive(&mut s, payload, state).await?;
+    let received = receive(&mut s, payload, state).await;
+    // what arrived stays in the session even when the body was cut short
+    s.settle()?;
+    received?;
     Ok(accepted(&repo, &s))
 }
 
@@ -228,9 +231,19 @@ async fn status(state: &State, repo: &str, id: &str) -> ApiResult {
     if slot.shared.is_closed() {
         return Err(Error::BlobUploadUnknown(id.to_string()).into());
     }
+    let offset = match state.registry.shared_store() {
+        // another node may have appended since: the store knows
+        true => {
+            let (reg, i) = (state.registry.clone(), id.to_string());
+            web::block(move || reg.stored_offset(&i))
+                .await??
+                .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?
+        }
+        false => slot.shared.offset(),
+    };
     Ok(HttpResponse::NoContent()
         .insert_header(("Location", location(repo, id)))
-        .insert_header(("Range", range_header(slot.shared.offset())))
+        .insert_header(("Range", range_header(offset)))
         .insert_header(("Docker-Upload-UUID", id.to_string()))
         .finish())
 }
@@ -245,7 +258,15 @@ async fn cancel(state: &State, repo: &str, id: &str) -> ApiResult {
 /// The session `id` of `repo`, held by this request (a request still
 /// holding it is made to give it up); unknown once finished or cancelled.
 async fn open_session(state: &State, repo: &str, id: &str) -> Result<Use, ApiError> {
-    let s = state.registry.session(repo, id)?.take().await;
+    let mut s = state.registry.session(repo, id)?.take().await;
+    if state.registry.shared_store() {
+        let reg = state.registry.clone();
+        s = web::block(move || {
+            let mut s = s;
+            reg.resync(&mut s).map(|()| s)
+        })
+        .await??;
+    }
     if s.is_closed() {
         return Err(Error::BlobUploadUnknown(id.to_string()).into());
     }

@@ -19,6 +19,9 @@ pub struct OpenBlob {
     /// To call with the block that failed verification: counts and logs
     /// it and marks the blob damaged.
     pub on_corrupt: CorruptionHook,
+    /// Reading it waits on the network (bodies in object storage): read
+    /// it off the async workers.
+    pub remote: bool,
 }
 
 /// Config blobs larger than this are not read (for a platform or a page).
@@ -52,6 +55,7 @@ impl Registry {
             body,
             blocks: None,
             on_corrupt: corruption_hook(&self.store, &self.metrics, digest),
+            remote: self.store.bodies_remote(),
         })
     }
 
@@ -73,6 +77,29 @@ impl Registry {
             return Ok(Served::Arriving(a));
         }
         Ok(Served::Stored(self.open_blob(repo, digest)?))
+    }
+
+    /// Where a client may fetch blob `digest` of `repo` directly, when
+    /// `storage.s3.redirect` is on: a presigned URL of its object. None
+    /// serves it here (redirects off, or a mirrored blob not cached yet).
+    /// The bytes then bypass verify-on-read; a blob marked damaged is
+    /// never redirected to.
+    pub fn blob_redirect(&self, repo: &str, digest: &Digest) -> Result<Option<String>> {
+        let s = &self.config.storage;
+        if !s.s3.redirect || s.blobs != crate::config::BlobsBackend::S3 {
+            return Ok(None);
+        }
+        let held = self.store.blob(repo, digest)?.is_some();
+        if !held && self.is_mirrored(repo) {
+            return Ok(None);
+        }
+        if !held {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        if self.store.is_damaged(digest)? {
+            return Err(Error::BlobDamaged(digest.clone()));
+        }
+        Ok(self.store.blob_redirect(digest)?)
     }
 
     /// The size of blob `digest` of `repo` (HEAD). In a mirrored namespace

@@ -129,6 +129,39 @@ impl Session {
         self.shared.is_closed()
     }
 
+    /// The end of a request's appends: make them readable by every node
+    /// sharing the store. If that fails the session is set back to what
+    /// the store holds (its hash then recomputed at the end), so the next
+    /// request resumes from an offset that is true.
+    pub fn settle(&mut self) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let Err(e) = file.settle() else {
+            return Ok(());
+        };
+        self.file = None;
+        match self.store.upload_stat(&self.id) {
+            Ok((len, _)) => self.moved_to(len),
+            Err(_) => self.shared.closed.store(true, Ordering::SeqCst),
+        }
+        Err(e)
+    }
+
+    /// The staged upload holds `len` bytes, not the `offset` this process
+    /// saw last (another node appended, or an append was lost): resume
+    /// from there, the hash to be recomputed from the stored bytes.
+    fn moved_to(&mut self, len: u64) {
+        if len == self.offset {
+            return;
+        }
+        self.offset = len;
+        self.written_back = len;
+        self.hasher = None;
+        self.blocks = None;
+        self.shared.offset.store(len, Ordering::SeqCst);
+    }
+
     /// What requests waiting for this session can see.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -375,6 +408,36 @@ impl Registry {
         Ok(live.slot.clone())
     }
 
+    /// With metadata shared by several nodes, a session may have moved on
+    /// at another node since this one last held it, or been finished or
+    /// cancelled there: catch up with the store before using it. Blocking.
+    pub fn resync(&self, s: &mut Session) -> Result<()> {
+        if !self.store.shared() {
+            return Ok(());
+        }
+        if self.store.upload(&s.id)?.is_none() {
+            self.sessions.forget(&s.id);
+            return Ok(());
+        }
+        let (len, _) = self.store.upload_stat(&s.id)?;
+        s.moved_to(len);
+        Ok(())
+    }
+
+    /// Is the store shared with other nodes (sessions may move between
+    /// them, see [`Registry::resync`])?
+    pub fn shared_store(&self) -> bool {
+        self.store.shared()
+    }
+
+    /// What session `id` holds in the store; None once it is gone.
+    pub fn stored_offset(&self, id: &str) -> Result<Option<u64>> {
+        if self.store.upload(id)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.store.upload_stat(id)?.0))
+    }
+
     /// Check the received bytes against `expected` and, if they match, make
     /// them the blob `expected` of the session's repository. Blocking (hash
     /// of a rebuilt session, fsync, commit). The session is gone afterwards
@@ -429,11 +492,14 @@ impl Registry {
                 .get(&id)
                 .map(|l| l.slot.session.clone());
             let idle_for = match &live {
-                Some(s) => match s.try_lock() {
+                // shared metadata: the session may be in use at another
+                // node, which only the store's record of writes shows
+                Some(s) if !self.store.shared() => match s.try_lock() {
                     Ok(g) => g.last_active.elapsed(),
                     Err(_) => continue, // busy: in use right now
                 },
-                None => self
+                Some(s) if s.try_lock().is_err() => continue,
+                _ => self
                     .store
                     .upload_stat(&id)
                     .ok()

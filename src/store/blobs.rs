@@ -36,7 +36,11 @@ impl Store {
         let body = self
             .bodies
             .open(Kind::Blob, digest)
-            .map_err(|e| StoreError::Corrupt(format!("blob {digest}: body unreadable: {e}")))?;
+            .map_err(|e| match StoreError::from(e) {
+                // a bucket that does not answer: an outage, not damage
+                StoreError::Unavailable(why) => StoreError::Unavailable(why),
+                e => StoreError::Corrupt(format!("blob {digest}: body unreadable: {e}")),
+            })?;
         let len = body.size()?;
         if len != info.size {
             return Err(StoreError::Corrupt(format!(
@@ -45,6 +49,17 @@ impl Store {
             )));
         }
         Ok(body)
+    }
+
+    /// Are bodies read over the network (a bucket), not from local files?
+    pub fn bodies_remote(&self) -> bool {
+        self.bodies.remote()
+    }
+
+    /// A URL the client may fetch blob `digest` from directly, where the
+    /// bodies are in a bucket that presigns (None: serve it here).
+    pub fn blob_redirect(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        Ok(self.bodies.redirect_url(Kind::Blob, digest)?)
     }
 
     /// The body of blob `digest`, in whatever repository (bundle export
@@ -129,24 +144,47 @@ impl Store {
     ) -> Result<(), StoreError> {
         let d = digest.to_string();
         let _gate = self.gate();
+        let intact = |tx: &dyn Reader| -> Result<bool, StoreError> {
+            Ok(matches!(blob_record(tx, &d)?, Some(r) if r.size == size)
+                && !tx.contains(Table::Damaged, d.as_bytes())?
+                && self.bodies.exists(Kind::Blob, digest)?)
+        };
+        // With shared metadata the write transaction holds the cluster's
+        // write lock, which must not wait on object-store requests: the
+        // body goes in (or the staged copy goes) first. Installing a digest
+        // twice at once writes the same verified bytes twice. Embedded,
+        // installing inside the transaction measured faster under 8
+        // concurrent pushes (benches/before-after.sh, 32 MiB: 689 against
+        // 458 MB/s), so it stays there.
+        let early = match self.shared {
+            true => Some(intact(&*self.kv.read()?)?),
+            false => None,
+        };
+        match early {
+            Some(true) => self.bodies.remove_staged(staged)?,
+            Some(false) => self.bodies.install(staged, Kind::Blob, digest)?,
+            None => {}
+        }
         let mut tx = self.kv.write()?;
-        let damaged = tx.contains(Table::Damaged, d.as_bytes())?;
-        match blob_record(&tx, &d)? {
-            Some(r) if r.size == size && !damaged && self.bodies.exists(Kind::Blob, digest)? => {
-                self.bodies.remove_staged(staged)?;
-            }
-            _ => {
+        let held = match early {
+            Some(held) => held,
+            None => intact(&*tx)?,
+        };
+        if held && early.is_none() {
+            self.bodies.remove_staged(staged)?;
+        }
+        if !held {
+            if early.is_none() {
                 self.bodies.install(staged, Kind::Blob, digest)?;
-                let rec = BlobRecord {
-                    size,
-                    created: crate::clock::unix_now(),
-                };
-                tx.insert(Table::Blobs, d.as_bytes(), &records::encode(&rec))?;
-                tx.insert(Table::BlobBlocks, d.as_bytes(), blocks)?;
-                if damaged {
-                    tx.remove(Table::Damaged, d.as_bytes())?;
-                    tracing::info!(digest = %d, "damaged blob repaired by a new upload");
-                }
+            }
+            let rec = BlobRecord {
+                size,
+                created: crate::clock::unix_now(),
+            };
+            tx.insert(Table::Blobs, d.as_bytes(), &records::encode(&rec))?;
+            tx.insert(Table::BlobBlocks, d.as_bytes(), blocks)?;
+            if tx.remove(Table::Damaged, d.as_bytes())? {
+                tracing::info!(digest = %d, "damaged blob repaired by a new upload");
             }
         }
         if let Some(repo) = repo {
@@ -198,7 +236,7 @@ impl Store {
 }
 
 pub(crate) fn blob_record(
-    tx: &impl Reader,
+    tx: &(impl Reader + ?Sized),
     digest: &str,
 ) -> Result<Option<BlobRecord>, StoreError> {
     tx.get(Table::Blobs, digest.as_bytes())?

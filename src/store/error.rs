@@ -57,6 +57,13 @@ impl StoreError {
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> StoreError {
+        // a bucket that does not answer is a moment's outage, not damage
+        if let Some(u) = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<super::bodies::Unreachable>())
+        {
+            return StoreError::Unavailable(u.to_string());
+        }
         match out_of_space(&e) {
             true => StoreError::NoSpace(Arc::new(e)),
             false => StoreError::Io(Arc::new(e)),

@@ -16,6 +16,9 @@ pub struct StoreFigures {
     pub dedupe_saved_bytes: u64,
     /// Size of the metadata database file.
     pub db_bytes: u64,
+    /// Requests this process made to the object store, by operation
+    /// (empty when bodies are files).
+    pub object_store_requests: Vec<(&'static str, u64)>,
 }
 
 impl Store {
@@ -57,6 +60,7 @@ impl Store {
             db_bytes: std::fs::metadata(self.db_path())
                 .map(|m| m.len())
                 .unwrap_or(0),
+            object_store_requests: self.bodies.requests(),
         })
     }
 

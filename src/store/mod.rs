@@ -57,6 +57,8 @@ pub struct StoreOptions {
     /// Page cache of the metadata database, in MiB.
     pub cache_mb: usize,
     pub metadata: Metadata,
+    /// Where blob bodies are kept.
+    pub blobs: bodies::Location,
 }
 
 /// Where the metadata lives.
@@ -74,6 +76,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_mb: 16,
             metadata: Metadata::Embedded,
+            blobs: bodies::Location::Files,
         }
     }
 }
@@ -97,11 +100,27 @@ pub struct Store {
 
 /// The file in a data directory that says its metadata is elsewhere.
 const ELSEWHERE: &str = "metadata-in-postgres";
+/// The file in a data directory that says its bodies are in a bucket.
+const IN_BUCKET: &str = "blobs-in-object-storage";
 
 impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let bodies = bodies::open(dir)?;
+        // likewise a directory whose bodies are in a bucket
+        let in_bucket = dir.join(IN_BUCKET);
+        if matches!(opts.blobs, bodies::Location::Files) && in_bucket.exists() {
+            return Err(StoreError::Elsewhere(format!(
+                "{} keeps its blob bodies in object storage ({IN_BUCKET}); use a config with [storage] blobs = \"s3\"",
+                dir.display()
+            )));
+        }
+        let bodies = bodies::open(dir, &opts.blobs)?;
+        if matches!(opts.blobs, bodies::Location::S3(_)) && !in_bucket.exists() {
+            std::fs::write(
+                &in_bucket,
+                "this directory's blob bodies are in object storage\n",
+            )?;
+        }
         // A directory's bodies belong to one metadata database: opened
         // with another, GC would take every body for an orphan.
         let elsewhere = dir.join(ELSEWHERE);

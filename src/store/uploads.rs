@@ -9,6 +9,10 @@ use super::kv::{Reader, Table};
 use super::records::{self, UploadRecord};
 use super::{new_id, Store, StoreError};
 
+/// How long a staged upload with no session must have been idle before a
+/// node sharing the metadata takes it for a stray.
+const SHARED_STRAY_AGE: Duration = Duration::from_secs(3600);
+
 impl Store {
     /// Open a new upload session for `repo`; returns its id.
     pub fn create_upload(&self, repo: &str) -> Result<String, StoreError> {
@@ -87,12 +91,22 @@ impl Store {
     /// At open: staged uploads whose session was never recorded (a crash
     /// between creating one and committing its record, a single-request
     /// upload cut short, an import or a benchmark that stopped) are removed.
+    /// With shared metadata, other nodes are staging uploads right now
+    /// (a session's record is committed just after its staged upload is
+    /// created): only strays idle for `SHARED_STRAY_AGE` are theirs no more.
     pub(super) fn remove_stray_uploads(&self) -> Result<(), StoreError> {
         let tx = self.kv.read()?;
         for id in self.bodies.staged_ids()? {
-            if !tx.contains(Table::Uploads, id.as_bytes())? {
-                self.bodies.remove_staged(&id)?;
+            if tx.contains(Table::Uploads, id.as_bytes())? {
+                continue;
             }
+            if self.shared {
+                match self.bodies.staged_stat(&id) {
+                    Ok((_, Some(idle))) if idle >= SHARED_STRAY_AGE => {}
+                    _ => continue,
+                }
+            }
+            self.bodies.remove_staged(&id)?;
         }
         Ok(())
     }

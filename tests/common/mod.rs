@@ -2,8 +2,11 @@
 //! to it over HTTP.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod clients;
+pub mod garage;
 pub mod layout;
+pub mod platforms;
 pub mod postgres;
 pub mod slapd;
 pub mod token_server;
@@ -23,6 +26,8 @@ pub struct Server {
     pub data: PathBuf,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
+    /// Key prefix of its bodies in the bucket (on S3, see `backend`).
+    prefix: Option<String>,
     extra: Vec<(String, String)>,
     /// Serves HTTPS: readiness is a TCP connect, not GET /healthz.
     tls: bool,
@@ -58,15 +63,15 @@ impl Server {
 
     fn fresh(env: &[(&str, &str)], nofile: Option<u64>) -> Server {
         let tmp = tempfile::tempdir().unwrap();
+        let (mut extra, prefix) = backend::server_env();
+        extra.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut s = Server {
             port: 0,
             data: tmp.path().join("data"),
             child: None,
             _tmp: Some(tmp),
-            extra: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            prefix,
+            extra,
             tls: env.iter().any(|(k, _)| *k == "BERTH_TLS_CERT"),
             log: None,
             nofile,
@@ -90,7 +95,8 @@ impl Server {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = tmp.path().join("berth.toml");
         std::fs::write(&cfg, toml).unwrap();
-        let mut extra = vec![("--config".to_string(), cfg.display().to_string())];
+        let (mut extra, prefix) = backend::server_env();
+        extra.push(("--config".to_string(), cfg.display().to_string()));
         if log.is_some() {
             extra.push(("RUST_LOG".into(), "info".into()));
         }
@@ -99,6 +105,7 @@ impl Server {
             data: tmp.path().join("data"),
             child: None,
             _tmp: Some(tmp),
+            prefix,
             extra,
             tls: toml.contains("[tls]"),
             log: log.map(Path::to_path_buf),
@@ -120,6 +127,7 @@ impl Server {
             data: data.to_path_buf(),
             child: None,
             _tmp: None,
+            prefix: None,
             extra: env.to_vec(),
             tls: false,
             log: None,
@@ -193,6 +201,12 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// How many bodies of `dir` ("blobs", "uploads") it keeps, in its
+    /// data directory or under its prefix in the bucket.
+    pub fn stored(&self, dir: &str) -> usize {
+        backend::stored(&self.data, self.prefix.as_deref(), dir)
     }
 
     pub fn pid(&self) -> u32 {

@@ -104,9 +104,35 @@ impl Postgres {
 
     /// The `BERTH_*` settings of a server using this database.
     pub fn env(&self) -> Vec<(String, String)> {
+        self.env_for("berth")
+    }
+
+    /// A new, empty database `name` (a server of its own in one cluster).
+    pub fn create_database(&self, name: &str) {
+        let st = Command::new(self.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "berth",
+            ])
+            .arg(name)
+            .env("PGPASSWORD", "pg-secret")
+            .status()
+            .unwrap();
+        assert!(st.success(), "createdb {name} failed");
+    }
+
+    /// The `BERTH_*` settings of a server using database `db`.
+    pub fn env_for(&self, db: &str) -> Vec<(String, String)> {
         vec![
             ("BERTH_METADATA_ENGINE".into(), "postgres".into()),
-            ("BERTH_METADATA_URL".into(), self.url()),
+            (
+                "BERTH_METADATA_URL".into(),
+                format!("postgres://berth@127.0.0.1:{}/{db}", self.port),
+            ),
             (
                 "BERTH_METADATA_PASSWORD_FILE".into(),
                 self.password_file.display().to_string(),
@@ -177,12 +203,23 @@ impl Postgres {
     }
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
+impl Postgres {
+    /// Stop, ignoring failure (at drop, or from an exit handler).
+    pub fn stop_quietly(&self) {
         let data = self.dir.path().join("cluster");
         let _ = self
             .command("pg_ctl")
             .args(["-D", &data.display().to_string(), "-m", "immediate", "stop"])
             .output();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop_quietly();
     }
 }

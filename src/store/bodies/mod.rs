@@ -14,12 +14,14 @@
 //!   which GC finds with `list` and removes.
 
 mod files;
+pub mod s3;
 
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use files::FileBodies;
+pub use s3::{S3Bodies, S3Options, Unreachable};
 
 use crate::oci::Digest;
 
@@ -46,6 +48,12 @@ pub trait Staged: Read + Write + Seek + Send {
     /// Start writing bytes `from..from + len` to stable storage without
     /// waiting, so the final `sync` finds little left (a hint).
     fn write_back(&self, _from: u64, _len: u64) {}
+    /// The end of one request's appends: make them readable by every
+    /// process sharing the bodies (object storage writes a segment; files
+    /// already are). Not a promise of durability, which `sync` is.
+    fn settle(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where bodies are kept.
@@ -74,9 +82,34 @@ pub trait Bodies: Send + Sync {
     /// The body as a local file, where bodies are files (memory-mapped
     /// reads in an offline verify); None otherwise.
     fn local_path(&self, kind: Kind, digest: &Digest) -> Option<PathBuf>;
+    /// Reads wait on the network (callers then read off async workers).
+    fn remote(&self) -> bool {
+        false
+    }
+    /// Requests made so far to a remote store, by operation (none where
+    /// bodies are local files).
+    fn requests(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// A URL the client may fetch the body from directly (a presigned
+    /// object URL); None where bodies are only served through Berth.
+    fn redirect_url(&self, _kind: Kind, _digest: &Digest) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Where bodies are kept: files in the data directory, or a bucket.
+#[derive(Clone, Debug, Default)]
+pub enum Location {
+    #[default]
+    Files,
+    S3(S3Options),
 }
 
 /// The implementation for a data directory `root`.
-pub fn open(root: &Path) -> io::Result<std::sync::Arc<dyn Bodies>> {
-    Ok(std::sync::Arc::new(FileBodies::new(root)?))
+pub fn open(root: &Path, at: &Location) -> io::Result<std::sync::Arc<dyn Bodies>> {
+    Ok(match at {
+        Location::Files => std::sync::Arc::new(FileBodies::new(root)?),
+        Location::S3(o) => std::sync::Arc::new(S3Bodies::new(o)?),
+    })
 }
