@@ -145,3 +145,28 @@ fn a_robot_made_or_revoked_on_one_node_holds_on_the_other() {
     wait();
     assert_eq!(robot_on_b.get("/v2/").status, 401, "revoked on a, not on b");
 }
+
+#[test]
+fn nodes_starting_at_once_on_a_new_database_all_come_up() {
+    let Some(pg) = Postgres::start() else { return };
+    let env = pg.env();
+    // as a cluster's nodes do when started together: each creates the
+    // table if missing (raced in PostgreSQL's catalog before the lock)
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let starting: Vec<_> = (0..4)
+        .map(|_| {
+            let (env, barrier) = (env.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Server::start_with_env(&env_refs(&env))
+            })
+        })
+        .collect();
+    let nodes: Vec<Server> = starting
+        .into_iter()
+        .map(|t| t.join().expect("a node failed to start"))
+        .collect();
+    for n in &nodes {
+        assert_eq!(Client::new(n).get("/v2/").status, 200);
+    }
+}

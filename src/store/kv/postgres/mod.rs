@@ -62,8 +62,9 @@ pub struct Postgres {
 /// A server's refusal (SQL state) is an engine error; anything else (a
 /// closed connection, a refused connect) means the server is away.
 fn pg_err(e: postgres::Error) -> StoreError {
-    if e.as_db_error().is_some() {
-        StoreError::db_from(e)
+    if let Some(db) = e.as_db_error() {
+        // the server's own words ("db error" alone says nothing)
+        StoreError::db(format!("{}: {}", db.code().code(), db.message()))
     } else {
         StoreError::Unavailable(format!("metadata database unreachable: {e}"))
     }
@@ -82,8 +83,12 @@ impl Postgres {
         let pg = Postgres {
             pool: Arc::new(Pool::new(config, o.timeout, POOL_SIZE)),
         };
+        // under the write lock: nodes starting at once on a new database
+        // would race in CREATE TABLE IF NOT EXISTS, which PostgreSQL does
+        // not make safe (a unique violation in its catalog)
         let c = pg.pool.get()?;
-        let made = c.call(|c| c.batch_execute(SCHEMA).map_err(pg_err));
+        let create = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); {SCHEMA}; COMMIT");
+        let made = c.call(move |c| c.batch_execute(&create).map_err(pg_err));
         pg.pool.put(c);
         made?;
         Ok(pg)
