@@ -415,12 +415,10 @@ impl Registry {
         if !self.store.shared() {
             return Ok(());
         }
-        if self.store.upload(&s.id)?.is_none() {
-            self.sessions.forget(&s.id);
-            return Ok(());
+        match self.stored_offset(&s.id)? {
+            Some(len) => s.moved_to(len),
+            None => self.sessions.forget(&s.id),
         }
-        let (len, _) = self.store.upload_stat(&s.id)?;
-        s.moved_to(len);
         Ok(())
     }
 

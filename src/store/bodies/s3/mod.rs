@@ -132,13 +132,21 @@ impl S3Bodies {
 
     /// Fail at start, not at the first push, when the bucket is unusable.
     fn check(&self) -> io::Result<()> {
-        let store = self.store.clone();
         let uploads = self.path("uploads");
-        self.counts.add(Op::List);
-        self.bridge
-            .run(async move { store.list_with_delimiter(Some(&uploads)).await })
-            .map(drop)
-            .map_err(io_error)
+        self.run(Op::List, move |s| {
+            Box::pin(async move { s.list_with_delimiter(Some(&uploads)).await })
+        })
+        .map(drop)
+    }
+
+    /// Remove object `key`; one already gone is not an error.
+    fn delete_key(&self, key: Path) -> io::Result<()> {
+        match self.run(Op::Delete, move |s| {
+            Box::pin(async move { s.delete(&key).await })
+        }) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn run<T: Send + 'static>(
@@ -308,12 +316,7 @@ impl Bodies for S3Bodies {
         // the segments just listed go without listing them again; a stray
         // one (see `segments`) goes with the session's record, or at open
         for key in installed {
-            match self.run(Op::Delete, move |s| {
-                Box::pin(async move { s.delete(&key).await })
-            }) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            self.delete_key(key)?;
         }
         Ok(())
     }
@@ -350,13 +353,7 @@ impl Bodies for S3Bodies {
     }
 
     fn delete(&self, kind: Kind, digest: &Digest) -> io::Result<()> {
-        let key = self.key(kind, digest);
-        match self.run(Op::Delete, move |s| {
-            Box::pin(async move { s.delete(&key).await })
-        }) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        self.delete_key(self.key(kind, digest))
     }
 
     fn list(&self, kind: Kind, each: &mut dyn FnMut(Digest)) -> io::Result<()> {
