@@ -338,7 +338,7 @@ impl Config {
                 "tls.cert and tls.key go together".into(),
             ));
         }
-        storage::validate(&self.storage, &self.metadata, self.gc.interval_secs)?;
+        storage::validate(&self.storage, &self.metadata)?;
         if !self.tls.client_ca.is_empty() && self.tls.cert.is_empty() {
             return Err(ConfigError::Invalid(
                 "tls.client_ca needs tls.cert and tls.key (client certificates need TLS)".into(),

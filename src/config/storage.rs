@@ -100,13 +100,10 @@ impl Default for Metadata {
 }
 
 /// The storage and metadata sections are consistent.
-pub(super) fn validate(s: &Storage, m: &Metadata, gc_interval: u64) -> Result<(), ConfigError> {
+pub(super) fn validate(s: &Storage, m: &Metadata) -> Result<(), ConfigError> {
     let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
     if (m.engine == MetadataEngine::Postgres) == m.url.is_empty() {
         return invalid("metadata.url is set exactly when metadata.engine = \"postgres\"");
-    }
-    if m.engine == MetadataEngine::Postgres && gc_interval > 0 {
-        return invalid("gc.interval_secs: garbage collection with metadata.engine = \"postgres\" is not built yet");
     }
     if s.blobs == BlobsBackend::S3 {
         if s.s3.bucket.is_empty() {
@@ -138,14 +135,14 @@ mod tests {
             blobs: BlobsBackend::S3,
             ..Storage::default()
         };
-        assert!(validate(&s, &m, 0).is_err());
+        assert!(validate(&s, &m).is_err());
         s.s3.bucket = "berth".into();
-        assert!(validate(&s, &m, 0).is_ok());
+        assert!(validate(&s, &m).is_ok());
         s.s3.access_key_id = "GK1".into();
-        assert!(validate(&s, &m, 0).is_err());
+        assert!(validate(&s, &m).is_err());
         s.s3.secret_access_key_file = "/etc/berth/s3.secret".into();
-        assert!(validate(&s, &m, 0).is_ok());
+        assert!(validate(&s, &m).is_ok());
         s.s3.endpoint = "garage:3900".into();
-        assert!(validate(&s, &m, 0).is_err());
+        assert!(validate(&s, &m).is_err());
     }
 }

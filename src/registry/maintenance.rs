@@ -37,13 +37,6 @@ impl Registry {
     /// no repository holds. Safe while pushes continue (see `store::gc`).
     /// Blocking.
     pub fn collect_garbage(&self, dry_run: bool) -> Result<GcOutcome> {
-        if self.store.shared() {
-            // the install gate GC relies on is per process
-            return Err(Error::Unsupported(
-                "garbage collection with the metadata in PostgreSQL is not built yet (issue #22)"
-                    .into(),
-            ));
-        }
         let retention = self.apply_retention(dry_run)?;
         let gc = self.store.gc(dry_run)?;
         let outcome = GcOutcome { gc, retention };

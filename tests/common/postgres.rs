@@ -13,6 +13,36 @@ pub struct Postgres {
     bin: PathBuf,
 }
 
+/// The key of Berth's write lock (`WRITE_LOCK` in
+/// src/store/kv/postgres/mod.rs, "berth" in ASCII).
+const BERTH_WRITE_LOCK: i64 = 0x0062_6572_7468;
+
+/// Berth's write lock, held by the test (see [`Postgres::write_lock`]).
+pub struct WriteLock {
+    got: std::sync::mpsc::Receiver<()>,
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriteLock {
+    /// Wait until the lock is held.
+    pub fn acquired(&self) {
+        self.got
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the write lock was not granted");
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        // the session ends, and the lock with it
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Where the server's programs are: PATH, else Debian's versioned dir.
 fn bin_dir() -> Option<PathBuf> {
     if let Ok(out) = Command::new("sh")
@@ -139,6 +169,61 @@ impl Postgres {
             ),
             ("BERTH_METADATA_TIMEOUT_SECS".into(), "2".into()),
         ]
+    }
+
+    /// A session of the test's own on database `berth`.
+    pub fn session(&self) -> postgres::Client {
+        postgres::Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=berth password=pg-secret dbname=berth",
+                self.port
+            ),
+            postgres::NoTls,
+        )
+        .unwrap()
+    }
+
+    /// Take Berth's cluster-wide write lock in a session of the test's
+    /// own, on a thread (it waits behind any holder); released on drop.
+    /// Orders Berth's write transactions from outside.
+    pub fn write_lock(&self) -> WriteLock {
+        let mut client = self.session();
+        let (acquired, got) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&BERTH_WRITE_LOCK])
+                .unwrap();
+            acquired.send(()).unwrap();
+            let _ = released.recv();
+        });
+        WriteLock {
+            got,
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+
+    /// Sessions waiting for an advisory lock.
+    pub fn lock_waiters(&self) -> i64 {
+        self.session()
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    /// Wait (up to 10 s) until `n` sessions wait for an advisory lock.
+    pub fn wait_for_lock_waiters(&self, n: i64) {
+        for _ in 0..1000 {
+            if self.lock_waiters() == n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("never {n} waiters for the write lock");
     }
 
     /// `program` of the server's, as the user that owns the cluster.

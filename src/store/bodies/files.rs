@@ -137,6 +137,15 @@ impl Bodies for FileBodies {
         self.place(&self.staged_path(id), &self.path(kind, digest))
     }
 
+    fn install_keeping(&self, id: &str, kind: Kind, digest: &Digest) -> io::Result<()> {
+        // a second name for the staged file goes into place; a crash
+        // leaves it as a stray upload, removed as strays are
+        let link = self.staged_path(&format!("{id}.placing"));
+        remove_if_exists(&link)?;
+        fs::hard_link(self.staged_path(id), &link)?;
+        self.place(&link, &self.path(kind, digest))
+    }
+
     fn put(&self, kind: Kind, digest: &Digest, bytes: &[u8]) -> io::Result<()> {
         let staged = self.staged_path(&format!("m-{}", crate::store::new_id()));
         let result = (|| {

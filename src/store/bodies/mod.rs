@@ -26,7 +26,7 @@ pub use s3::{S3Bodies, S3Options, Unreachable};
 use crate::oci::Digest;
 
 /// What a body is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Blob,
     /// A manifest over the size kept in the database.
@@ -71,6 +71,10 @@ pub trait Bodies: Send + Sync {
     /// Make staged upload `id` (synced) the durable body of `digest`; the
     /// staged upload is gone afterwards.
     fn install(&self, id: &str, kind: Kind, digest: &Digest) -> io::Result<()>;
+    /// As `install`, but the staged upload stays until `remove_staged`
+    /// (with shared metadata a body may have to go in again: see
+    /// `store::deletions`).
+    fn install_keeping(&self, id: &str, kind: Kind, digest: &Digest) -> io::Result<()>;
     /// Write `bytes` durably as the body of `digest`.
     fn put(&self, kind: Kind, digest: &Digest, bytes: &[u8]) -> io::Result<()>;
     fn open(&self, kind: Kind, digest: &Digest) -> io::Result<Box<dyn Body>>;

@@ -200,6 +200,36 @@ impl S3Bodies {
         })
     }
 
+    /// Make the body of `digest` from staged upload `id`'s segments, which
+    /// stay; returns their keys.
+    fn copy_staged(&self, id: &str, kind: Kind, digest: &Digest) -> io::Result<Vec<Path>> {
+        let (pieces, _) = self.segments(id)?;
+        let keys: Vec<Path> = pieces.iter().map(|p| p.key.clone()).collect();
+        let dest = self.key(kind, digest);
+        match pieces.as_slice() {
+            [] => {
+                self.run(Op::Put, move |s| {
+                    Box::pin(async move { s.put(&dest, PutPayload::new()).await })
+                })?;
+            }
+            [one] => {
+                let from = one.key.clone();
+                self.run(Op::Copy, move |s| {
+                    Box::pin(async move { s.copy(&from, &dest).await })
+                })?;
+            }
+            _ => {
+                // several segments (a chunked upload): concatenated into
+                // the body by a multipart upload of their bytes
+                let mut from = Reader::new(self, pieces);
+                let mut to = S3Staged::writer_to(self.clone(), dest);
+                io::copy(&mut from, &mut to)?;
+                to.finish()?;
+            }
+        }
+        Ok(keys)
+    }
+
     /// Staged upload `id`'s segments in order, and when it was last written.
     fn segments(&self, id: &str) -> io::Result<(Vec<Piece>, Option<Duration>)> {
         let objects = self.list_all(self.staged_prefix(id))?;
@@ -289,36 +319,17 @@ impl Bodies for S3Bodies {
     }
 
     fn install(&self, id: &str, kind: Kind, digest: &Digest) -> io::Result<()> {
-        let (pieces, _) = self.segments(id)?;
-        let installed: Vec<Path> = pieces.iter().map(|p| p.key.clone()).collect();
-        let dest = self.key(kind, digest);
-        match pieces.as_slice() {
-            [] => {
-                self.run(Op::Put, move |s| {
-                    Box::pin(async move { s.put(&dest, PutPayload::new()).await })
-                })?;
-            }
-            [one] => {
-                let from = one.key.clone();
-                self.run(Op::Copy, move |s| {
-                    Box::pin(async move { s.copy(&from, &dest).await })
-                })?;
-            }
-            _ => {
-                // several segments (a chunked upload): concatenated into
-                // the body by a multipart upload of their bytes
-                let mut from = Reader::new(self, pieces);
-                let mut to = S3Staged::writer_to(self.clone(), dest);
-                io::copy(&mut from, &mut to)?;
-                to.finish()?;
-            }
-        }
+        let installed = self.copy_staged(id, kind, digest)?;
         // the segments just listed go without listing them again; a stray
         // one (see `segments`) goes with the session's record, or at open
         for key in installed {
             self.delete_key(key)?;
         }
         Ok(())
+    }
+
+    fn install_keeping(&self, id: &str, kind: Kind, digest: &Digest) -> io::Result<()> {
+        self.copy_staged(id, kind, digest).map(drop)
     }
 
     fn put(&self, kind: Kind, digest: &Digest, bytes: &[u8]) -> io::Result<()> {
