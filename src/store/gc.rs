@@ -51,21 +51,18 @@ impl Store {
         // Orphans: bodies whose record is gone (a crash between install and
         // commit).
         let tx = self.kv.read()?;
-        for (kind, table) in [
-            (Kind::Blob, Table::Blobs),
-            (Kind::Manifest, Table::Manifests),
-        ] {
+        for kind in [Kind::Blob, Kind::Manifest] {
             let mut orphans = Vec::new();
             self.bodies.list(kind, &mut |d| {
-                if !tx.contains(table, d.to_string().as_bytes()).unwrap_or(true) {
+                if !tx
+                    .contains(table_of(kind), d.to_string().as_bytes())
+                    .unwrap_or(true)
+                {
                     orphans.push(d);
                 }
             })?;
             for d in orphans {
-                let size = self.bodies.open(kind, &d).and_then(|b| b.size());
-                report.bytes_reclaimed += size.unwrap_or(0);
-                report.orphan_files_removed += 1;
-                self.bodies.delete(kind, &d)?;
+                self.remove_orphan(kind, &d, &mut report)?;
             }
         }
         Ok(report)
@@ -106,17 +103,28 @@ impl Store {
                 if tx.contains(table_of(*kind), d.to_string().as_bytes())? {
                     continue; // pushed again since the sweep
                 }
-                if *orphan {
-                    let size = self.bodies.open(*kind, d).and_then(|b| b.size());
-                    report.bytes_reclaimed += size.unwrap_or(0);
-                    report.orphan_files_removed += 1;
+                match orphan {
+                    true => self.remove_orphan(*kind, d, &mut report)?,
+                    false => self.bodies.delete(*kind, d)?,
                 }
-                self.bodies.delete(*kind, d)?;
             }
             // nothing written: the commit ends the hold on the lock
             tx.commit()?;
         }
         Ok(report)
+    }
+
+    /// Delete a body no record names, counting it in `report`.
+    fn remove_orphan(
+        &self,
+        kind: Kind,
+        d: &Digest,
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
+        let size = self.bodies.open(kind, d).and_then(|b| b.size());
+        report.bytes_reclaimed += size.unwrap_or(0);
+        report.orphan_files_removed += 1;
+        Ok(self.bodies.delete(kind, d)?)
     }
 }
 
