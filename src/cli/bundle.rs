@@ -1,7 +1,7 @@
 //! `berth export`, `berth import`, `berth inventory`: air-gap bundles.
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,7 +84,7 @@ pub fn export(a: ExportArgs) -> Result<(), Error> {
         }
     };
     let plan = export::plan(src.as_ref(), &opts)?;
-    let bar = bar(!a.quiet && !a.json, plan.blob_bytes());
+    let bar = super::bytes_bar(!a.quiet && !a.json, || plan.blob_bytes());
     if let Some(b) = bar.clone() {
         opts.progress = Some(Box::new(move |n| b.set_position(n)));
     }
@@ -268,7 +268,7 @@ fn read(store: &Store, a: &ImportArgs) -> Result<import::Contents, Error> {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(f), len)
     };
-    let bar = bar(!a.quiet && !a.json, total);
+    let bar = super::bytes_bar(!a.quiet && !a.json, || total);
     let b2 = bar.clone();
     let progress = move |n: u64| {
         if let Some(b) = &b2 {
@@ -310,19 +310,6 @@ pub fn inventory(a: InventoryArgs) -> Result<(), Error> {
         eprintln!("{} blob(s) listed in {output}", inv.blobs.len());
     }
     Ok(())
-}
-
-fn bar(show: bool, total: u64) -> Option<indicatif::ProgressBar> {
-    (show && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template"),
-        );
-        b
-    })
 }
 
 fn print_json(v: &impl serde::Serialize, to_stderr: bool) {

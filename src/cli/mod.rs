@@ -6,6 +6,8 @@ pub mod bundle;
 pub mod config;
 pub mod gc;
 pub mod ingest;
+pub mod migrate;
+mod open;
 pub mod platforms;
 pub mod robot;
 pub mod serve;
@@ -54,6 +56,11 @@ enum Command {
     Config(config::Args),
     /// Robot accounts: scoped, expiring credentials for CI.
     Robot(robot::Args),
+    /// Move a stopped registry's store to where another config keeps it
+    /// (embedded <-> PostgreSQL + object storage), every body verified on
+    /// the way; run it again to resume. Exits 1 when bodies the source
+    /// could not give intact were left behind (marked damaged).
+    Migrate(migrate::Args),
 }
 
 /// Run the command line; the exit code on success (`berth verify` exits 1
@@ -70,7 +77,24 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Bench(a) => bench::run(a).map(ok),
         Command::Config(a) => config::run(a).map(ok),
         Command::Robot(a) => robot::run(a).map(ok),
+        Command::Migrate(a) => migrate::run(a),
     }
+}
+
+/// A progress bar of bytes on stderr, when `show` and stderr is a
+/// terminal (`total` is computed only then).
+fn bytes_bar(show: bool, total: impl FnOnce() -> u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    (show && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(total());
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        b
+    })
 }
 
 fn ok((): ()) -> ExitCode {

@@ -1,6 +1,5 @@
 //! `berth verify`: scrub a stopped server's data directory.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -35,17 +34,7 @@ pub fn run(a: Args) -> Result<ExitCode, Error> {
     } = a;
     let data_dir = data_dir.as_path();
     let store = Store::open(data_dir, &StoreOptions::default()).map_err(Error::Unverified)?;
-    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-        let total = store_bytes(data_dir);
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template"),
-        );
-        bar
-    });
+    let bar = super::bytes_bar(!json, || store_bytes(data_dir));
     let progress = bar
         .clone()
         .map(|b| Box::new(move |n: u64| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>);

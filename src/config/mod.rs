@@ -299,6 +299,20 @@ pub enum ConfigError {
 impl Config {
     /// Defaults, overlaid with `file` (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with(file, &|k| std::env::var(k).ok())
+    }
+
+    /// Defaults overlaid with `file` alone: a second configuration that the
+    /// environment meant for this process must not change (the destination
+    /// of `berth migrate`).
+    pub fn load_file(file: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(Some(file), &|_| None)
+    }
+
+    fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut value = toml::Value::try_from(Config::default()).expect("defaults serialise");
         if let Some(path) = file {
             let text =
@@ -312,7 +326,7 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
             merge(&mut value, from_file);
         }
-        apply_env(&mut value, "BERTH", &|k| std::env::var(k).ok())?;
+        apply_env(&mut value, "BERTH", env)?;
         let cfg = Config::deserialize(value).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)

@@ -23,6 +23,7 @@ pub mod manifests;
 mod migrate;
 pub mod records;
 pub mod referrers;
+pub mod relocate;
 
 pub mod retention;
 pub mod robots;
@@ -105,6 +106,23 @@ const IN_BUCKET: &str = "blobs-in-object-storage";
 
 impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let store = Store::open_unfinished(dir, opts)?;
+        if store
+            .kv
+            .read()?
+            .contains(Table::Meta, relocate::UNFINISHED)?
+        {
+            return Err(StoreError::Elsewhere(format!(
+                "{} is the destination of an unfinished `berth migrate`: run it again to finish",
+                dir.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    /// Open a store even if a migration into it is unfinished (the
+    /// migration itself, see [`relocate`]).
+    pub fn open_unfinished(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         // likewise a directory whose bodies are in a bucket
         let in_bucket = dir.join(IN_BUCKET);
