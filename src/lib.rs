@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod oci;
 pub mod registry;
 pub mod store;
+pub mod trust;
 pub mod upstream;
 pub mod verify;

@@ -230,12 +230,12 @@ bind_password_file = "{pw}"
 #[test]
 fn ldaps_and_starttls_check_the_directory_certificate() {
     let certs = tempfile::tempdir().unwrap();
-    common::slapd::make_ca_and_server_cert(certs.path());
+    common::make_ca_and_server_cert(certs.path());
     let Some(ldap) = Slapd::start_with(&people(), Some(certs.path())) else {
         return;
     };
     let other = tempfile::tempdir().unwrap();
-    common::slapd::make_ca_and_server_cert(other.path());
+    common::make_ca_and_server_cert(other.path());
     let server = |url: &str, starttls: bool, ca: &std::path::Path| {
         Server::start_with_config(&format!(
             r#"

@@ -170,3 +170,63 @@ fn nodes_starting_at_once_on_a_new_database_all_come_up() {
         assert_eq!(Client::new(n).get("/v2/").status, 200);
     }
 }
+
+/// `berth serve` with `env`: its exit status and stderr when it stops
+/// within 20 s (it fails at start), None when it is still serving then.
+fn serve_fails(env: &[(String, String)]) -> Option<String> {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .arg("--data-dir")
+        .arg(data.path())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(!st.success());
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return Some(err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn tls_to_the_database_is_checked_against_the_ca_file() {
+    let certs = tempfile::tempdir().unwrap();
+    common::make_ca_and_server_cert(certs.path());
+    let other = tempfile::tempdir().unwrap();
+    common::make_ca_and_server_cert(other.path());
+    let Some(pg) = Postgres::start_tls(certs.path()) else {
+        return;
+    };
+    let with_ca = |ca: &std::path::Path| {
+        let mut env = pg.env();
+        env.push((
+            "BERTH_METADATA_CA_FILE".into(),
+            ca.join("ca.pem").display().to_string(),
+        ));
+        env
+    };
+    // the server takes TLS only: a plain connection is refused
+    let err = serve_fails(&pg.env()).expect("a plain connection was accepted");
+    assert!(err.contains("no encryption"), "{err}");
+    // a certificate from another CA is not the database's
+    let err = serve_fails(&with_ca(other.path())).expect("a stranger's certificate was accepted");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // the right CA: TLS, and the registry works through it
+    let s = Server::start_with_env(&env_refs(&with_ca(certs.path())));
+    let c = Client::new(&s);
+    let (digest, manifest) = c.push_image("over/tls", "v1", &bytes(9, 2 << 20));
+    let r = c.get("/v2/over/tls/manifests/v1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, manifest);
+    assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()));
+}

@@ -141,7 +141,7 @@ impl Directory {
         };
         let tls = match cfg.ca_file.is_empty() {
             true => None,
-            false => Some(Arc::new(client_tls(&cfg.ca_file)?)),
+            false => Some(Arc::new(crate::trust::trusting(&cfg.ca_file)?)),
         };
         Ok(Directory {
             cfg: cfg.clone(),
@@ -340,23 +340,6 @@ fn group_names(dns: &[String]) -> Vec<String> {
     out.sort();
     out.dedup();
     out
-}
-
-/// A TLS client configuration trusting the CA certificates of `ca_file`.
-fn client_tls(ca_file: &str) -> Result<rustls::ClientConfig, String> {
-    let pem = std::fs::read(ca_file).map_err(|e| format!("{ca_file}: {e}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| format!("{ca_file}: {e}"))?;
-        roots.add(cert).map_err(|e| format!("{ca_file}: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{ca_file}: no CERTIFICATE in it"));
-    }
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
 #[cfg(test)]

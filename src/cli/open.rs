@@ -60,6 +60,7 @@ fn metadata(m: &berth::config::Metadata) -> Result<Metadata, Error> {
                 url: m.url.clone(),
                 password,
                 timeout: std::time::Duration::from_secs(m.timeout_secs.max(1)),
+                ca_file: (!m.ca_file.is_empty()).then(|| m.ca_file.clone()),
             })
         }
     })

@@ -77,6 +77,10 @@ pub struct Metadata {
     pub password_file: String,
     /// Seconds to wait for a connection before answering 503.
     pub timeout_secs: u64,
+    /// A PEM file of the CA certificates the database server's certificate
+    /// must chain to: connections are then TLS only. Without it, TLS when
+    /// `url` says `sslmode=require` (checked against the web's roots).
+    pub ca_file: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +99,7 @@ impl Default for Metadata {
             url: String::new(),
             password_file: String::new(),
             timeout_secs: 5,
+            ca_file: String::new(),
         }
     }
 }

@@ -364,14 +364,8 @@ fn tls(agent: ureq::AgentBuilder, cfg: &UpstreamConfig) -> Result<ureq::AgentBui
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if !cfg.ca_file.is_empty() {
-            let pem =
-                std::fs::read(&cfg.ca_file).map_err(|e| format!("ca_file {}: {e}", cfg.ca_file))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| format!("ca_file {}: {e}", cfg.ca_file))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("ca_file {}: {e}", cfg.ca_file))?;
-            }
+            crate::trust::add_pem_file(&mut roots, &cfg.ca_file)
+                .map_err(|e| format!("ca_file {e}"))?;
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };

@@ -514,6 +514,67 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A CA (`ca.pem`) and a server certificate it issued for 127.0.0.1
+/// (`cert.pem`, `key.pem`) in `dir`: what a rustls client accepts (it
+/// refuses a self-signed CA certificate as the server's own).
+pub fn make_ca_and_server_cert(dir: &std::path::Path) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let run = token_server::openssl;
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p("key.pem"),
+        "-out",
+        &p("server.csr"),
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("server.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &p("ext.cnf"),
+        "-out",
+        &p("cert.pem"),
+    ]);
+}
+
 /// A self-signed certificate for 127.0.0.1 with common name `cn`, written
 /// to `dir/cert.pem` and `dir/key.pem` by rename (as a certificate manager
 /// would). Uses the openssl command.

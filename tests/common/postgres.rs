@@ -73,6 +73,16 @@ impl Postgres {
     /// A running server, or None when PostgreSQL is not installed (then
     /// BERTH_REQUIRE_CLIENTS=1, as CI sets, fails the test instead).
     pub fn start() -> Option<Postgres> {
+        Postgres::start_with(None)
+    }
+
+    /// A running server that takes TLS connections only, with the
+    /// certificate `certs/cert.pem` (key `certs/key.pem`).
+    pub fn start_tls(certs: &Path) -> Option<Postgres> {
+        Postgres::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&Path>) -> Option<Postgres> {
         let Some(bin) = bin_dir() else {
             assert!(
                 std::env::var("BERTH_REQUIRE_CLIENTS").is_err(),
@@ -116,6 +126,9 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if let Some(certs) = certs {
+            pg.only_tls(&data, certs);
+        }
         pg.start_again();
         let st = Command::new(pg.bin.join("createdb"))
             .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "berth"])
@@ -235,6 +248,35 @@ impl Postgres {
             c
         } else {
             Command::new(exe)
+        }
+    }
+
+    /// Turn TLS on with the certificate in `certs`, and refuse every
+    /// connection over TCP without it.
+    fn only_tls(&self, data: &Path, certs: &Path) {
+        for f in ["cert.pem", "key.pem"] {
+            std::fs::copy(certs.join(f), data.join(f)).unwrap();
+        }
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str("ssl = on\nssl_cert_file = 'cert.pem'\nssl_key_file = 'key.pem'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.join("key.pem"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(data)
+                .status()
+                .unwrap();
+            assert!(st.success());
         }
     }
 

@@ -7,20 +7,54 @@
 //! and a call is a closure sent to it, its answer sent back. The thread
 //! also (re)connects: a connection found closed (the server restarted) is
 //! replaced before the next call, which is how service resumes without a
-//! Berth restart.
+//! Berth restart. Connections are plain or TLS as `Tls` says.
 
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::StoreError;
 
 type Job = Box<dyn FnOnce(Result<&mut Client, StoreError>) + Send>;
 
-fn unreachable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("metadata database unreachable: {e}"))
+/// How connections are made: plain, or TLS checked against chosen roots.
+#[derive(Clone)]
+pub enum Tls {
+    Plain,
+    Rustls(MakeRustlsConnect),
+}
+
+impl Tls {
+    fn connect(&self, c: &Config) -> Result<Client, postgres::Error> {
+        match self {
+            Tls::Plain => c.connect(NoTls),
+            Tls::Rustls(t) => c.connect(t.clone()),
+        }
+    }
+}
+
+fn unreachable(e: &postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("metadata database unreachable: {}", describe(e)))
+}
+
+/// What went wrong: the server's own words where it sent any ("db error"
+/// alone says nothing), else the error and its causes (why a TLS
+/// handshake failed, a connect was refused).
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
+    }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 /// One connection's thread.
@@ -29,7 +63,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn start(config: Config, timeout: Duration) -> Result<Conn, StoreError> {
+    fn start(config: Config, tls: Tls, timeout: Duration) -> Result<Conn, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("berth-postgres".into())
@@ -40,10 +74,10 @@ impl Conn {
                         client = None;
                         let mut c = config.clone();
                         c.connect_timeout(timeout);
-                        match c.connect(NoTls) {
+                        match tls.connect(&c) {
                             Ok(cl) => client = Some(cl),
                             Err(e) => {
-                                job(Err(unreachable(e)));
+                                job(Err(unreachable(&e)));
                                 continue;
                             }
                         }
@@ -75,6 +109,7 @@ impl Conn {
 /// At most `size` connections, lent one at a time.
 pub struct Pool {
     config: Config,
+    tls: Tls,
     timeout: Duration,
     size: usize,
     state: Mutex<(Vec<Conn>, usize)>,
@@ -82,9 +117,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(config: Config, timeout: Duration, size: usize) -> Pool {
+    pub fn new(config: Config, tls: Tls, timeout: Duration, size: usize) -> Pool {
         Pool {
             config,
+            tls,
             timeout,
             size,
             state: Mutex::new((Vec::new(), 0)),
@@ -103,7 +139,7 @@ impl Pool {
             if st.1 < self.size {
                 st.1 += 1;
                 drop(st);
-                let c = Conn::start(self.config.clone(), self.timeout);
+                let c = Conn::start(self.config.clone(), self.tls.clone(), self.timeout);
                 if c.is_err() {
                     self.state.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
                 }

@@ -27,7 +27,7 @@ use postgres::types::ToSql;
 
 use super::{Engine, Entry, ReadTx, Reader, Table, WriteTx, Writer};
 use crate::store::StoreError;
-use conn::{Conn, Pool};
+use conn::{Conn, Pool, Tls};
 
 /// The advisory lock every write transaction holds ("berth" in ASCII).
 const WRITE_LOCK: i64 = 0x0062_6572_7468;
@@ -53,6 +53,10 @@ pub struct PostgresOptions {
     pub password: Option<String>,
     /// How long a request waits for a connection or a refused connect.
     pub timeout: Duration,
+    /// A PEM file of the CA certificates the server's certificate must
+    /// chain to: connections are then TLS only (`sslmode=require`), and
+    /// the certificate must name the host the URL gives.
+    pub ca_file: Option<String>,
 }
 
 pub struct Postgres {
@@ -62,11 +66,12 @@ pub struct Postgres {
 /// A server's refusal (SQL state) is an engine error; anything else (a
 /// closed connection, a refused connect) means the server is away.
 fn pg_err(e: postgres::Error) -> StoreError {
-    if let Some(db) = e.as_db_error() {
-        // the server's own words ("db error" alone says nothing)
-        StoreError::db(format!("{}: {}", db.code().code(), db.message()))
-    } else {
-        StoreError::Unavailable(format!("metadata database unreachable: {e}"))
+    match e.as_db_error() {
+        Some(_) => StoreError::db(conn::describe(&e)),
+        None => StoreError::Unavailable(format!(
+            "metadata database unreachable: {}",
+            conn::describe(&e)
+        )),
     }
 }
 
@@ -80,8 +85,9 @@ impl Postgres {
         if let Some(p) = &o.password {
             config.password(p);
         }
+        let tls = tls(&mut config, o.ca_file.as_deref())?;
         let pg = Postgres {
-            pool: Arc::new(Pool::new(config, o.timeout, POOL_SIZE)),
+            pool: Arc::new(Pool::new(config, tls, o.timeout, POOL_SIZE)),
         };
         // under the write lock: nodes starting at once on a new database
         // would race in CREATE TABLE IF NOT EXISTS, which PostgreSQL does
@@ -108,6 +114,40 @@ impl Postgres {
             }
         }
     }
+}
+
+/// TLS as the options ask: with a CA file, always, checked against it;
+/// with `sslmode=require` in the URL and no CA file, checked against the
+/// web's roots; otherwise plain (the client's `prefer` then means plain).
+fn tls(config: &mut postgres::Config, ca_file: Option<&str>) -> Result<Tls, StoreError> {
+    use postgres::config::SslMode;
+    let invalid = |m: String| StoreError::db(format!("metadata: {m}"));
+    let roots = match (ca_file, config.get_ssl_mode()) {
+        (Some(_), SslMode::Disable) => {
+            return Err(invalid(
+                "ca_file is set and url says sslmode=disable: drop one".into(),
+            ))
+        }
+        (Some(f), _) => crate::trust::trusting(f).map_err(|e| invalid(format!("ca_file {e}")))?,
+        (None, SslMode::Require) => web_roots().map_err(invalid)?,
+        (None, _) => return Ok(Tls::Plain),
+    };
+    config.ssl_mode(SslMode::Require);
+    Ok(Tls::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(
+        roots,
+    )))
+}
+
+#[cfg(feature = "tls")]
+fn web_roots() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    crate::trust::client_config(roots)
+}
+
+#[cfg(not(feature = "tls"))]
+fn web_roots() -> Result<rustls::ClientConfig, String> {
+    Err("sslmode=require without ca_file needs the web's roots (the \"tls\" build feature)".into())
 }
 
 impl Engine for Postgres {
@@ -338,7 +378,32 @@ impl Writer for PgTx {
 
 #[cfg(test)]
 mod tests {
-    use super::successor;
+    use super::{successor, tls, Tls};
+
+    #[test]
+    fn a_ca_file_means_tls_and_contradicting_the_url_is_refused() {
+        let cfg = |u: &str| u.parse::<postgres::Config>().unwrap();
+        let plain = tls(&mut cfg("postgres://berth@db/berth"), None).unwrap();
+        assert!(matches!(plain, Tls::Plain));
+        let e = tls(
+            &mut cfg("postgres://berth@db/berth?sslmode=disable"),
+            Some("/etc/berth/db-ca.pem"),
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("sslmode=disable"), "{e}");
+        // a CA file that holds no certificate is an error, not "trust none"
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "").unwrap();
+        let mut c = cfg("postgres://berth@db/berth");
+        assert!(tls(&mut c, Some(empty.to_str().unwrap())).is_err());
+        #[cfg(feature = "tls")]
+        {
+            let mut c = cfg("postgres://berth@db/berth?sslmode=require");
+            assert!(matches!(tls(&mut c, None).unwrap(), Tls::Rustls(_)));
+        }
+    }
 
     #[test]
     fn successors_bound_prefix_scans() {
