@@ -1,4 +1,4 @@
-//! The API and merge tests again, on the backend of a cluster: every
+//! The store, API and merge tests again, on the backend of a cluster: every
 //! server keeps its blob bodies in Garage (S3) and its metadata in
 //! PostgreSQL, both started by this binary (see `common::backend`). The
 //! protocol-level tests (`api_errors`) do not depend on the backend and
@@ -15,5 +15,9 @@ mod api_blobs;
 mod api_lists;
 #[path = "api_manifests.rs"]
 mod api_manifests;
+#[path = "gc_concurrent.rs"]
+mod gc_concurrent;
 #[path = "merge.rs"]
 mod merge;
+#[path = "store.rs"]
+mod store;

@@ -4,7 +4,7 @@
 //! front of them needs: a session moves between nodes, a push to one is
 //! visible on all at once, the merge loses no platform whichever nodes the
 //! pushers reach, a node's death loses nothing it acknowledged, and an
-//! object store that stops answering costs 503s, not data.
+//! object store or a database that stops answering costs 503s, not data.
 
 mod common;
 
@@ -274,14 +274,7 @@ fn an_unreachable_object_store_costs_503s_not_data() {
     assert_eq!(a.get("/v2/up/manifests/v1").body, manifest);
 
     garage.restart(0);
-    let mut status = 0;
-    for _ in 0..100 {
-        status = b.get(&format!("/v2/up/blobs/{ld}")).status;
-        if status == 200 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let status = common::wait_for_status(&b, &format!("/v2/up/blobs/{ld}"), 200);
     assert_eq!(status, 200, "no recovery after the object store came back");
     assert_eq!(a.get(&format!("/v2/up/blobs/{ld}")).body, layer);
     // nothing of the refused upload is visible; pushes work again
@@ -290,6 +283,53 @@ fn an_unreachable_object_store_costs_503s_not_data() {
         serde_json::json!(["up"])
     );
     b.push_image("up", "v2", b"after the outage");
+}
+
+#[test]
+fn postgres_restarted_under_three_nodes_costs_503s_then_all_serve_again() {
+    let Some((pg, garage)) = services() else {
+        return;
+    };
+    let n = nodes(&pg, &garage, 1, 3);
+    let c: Vec<Client> = n.iter().map(Client::new).collect();
+    let (_, manifest) = c[0].push_image("db", "v1", &bytes(31, 50_000));
+    // an upload begun before the outage, its first chunk acknowledged
+    let layer = bytes(32, 300_000);
+    let loc = open_session(&c[1], "db");
+    patch(&c[1], &loc, 0, &layer[..100_000]);
+
+    pg.stop();
+    for c in &c {
+        for r in [
+            c.get("/v2/db/manifests/v1"),
+            c.head(&format!("/v2/db/blobs/{}", sha256(&layer))),
+            c.put_manifest("db", "v2", common::OCI_MANIFEST, &manifest),
+        ] {
+            assert_eq!(r.status, 503, "{}", r.text());
+            assert!(r.header("retry-after").is_some());
+        }
+    }
+    pg.start_again();
+    // every node serves again, none restarted
+    for c in &c {
+        let status = common::wait_for_status(c, "/v2/db/manifests/v1", 200);
+        assert_eq!(status, 200, "a node did not recover");
+        assert_eq!(c.get("/v2/db/manifests/v1").body, manifest);
+    }
+    // the session survived the outage: finished through another node
+    patch(&c[2], &loc, 100_000, &layer[100_000..]);
+    let r = close(&c[0], &loc, &sha256(&layer));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        c[1].get(&format!("/v2/db/blobs/{}", sha256(&layer))).body,
+        layer
+    );
+    let r = c[2].put_manifest("db", "v2", common::OCI_MANIFEST, &manifest);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        c[0].get("/v2/db/tags/list").json()["tags"],
+        serde_json::json!(["v1", "v2"])
+    );
 }
 
 #[test]

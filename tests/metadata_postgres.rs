@@ -65,14 +65,7 @@ fn pushes_live_in_postgres_through_kill9_and_a_database_restart() {
     assert_eq!(r.status, 503, "{}", r.text());
     // back: the same Berth process serves again
     pg.start_again();
-    let mut status = 0;
-    for _ in 0..50 {
-        status = c.get("/v2/app/web/manifests/v1").status;
-        if status == 200 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let status = common::wait_for_status(&c, "/v2/app/web/manifests/v1", 200);
     assert_eq!(status, 200, "no recovery after the database came back");
     assert_eq!(
         c.put_manifest("app/web", "v2", OCI_MANIFEST, &manifest)

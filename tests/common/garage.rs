@@ -321,6 +321,21 @@ impl Garage {
         Self::block_on(async { store.list(Some(&prefix)).count().await })
     }
 
+    /// The total size of the objects under `prefix`.
+    pub fn bytes_under(&self, prefix: &str) -> u64 {
+        use futures_util::StreamExt;
+        use object_store::ObjectStore;
+        let store = self.client(0);
+        let prefix = object_store::path::Path::from(prefix);
+        Self::block_on(async {
+            store
+                .list(Some(&prefix))
+                .map(|m| m.map_or(0, |m| m.size))
+                .fold(0, |a, b| async move { a + b })
+                .await
+        })
+    }
+
     /// Replace object `key` with `bytes` (damage, as a disk or a bad
     /// replica would do it).
     pub fn overwrite(&self, key: &str, bytes: Vec<u8>) {

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod platforms;
 pub mod postgres;
 pub mod slapd;
+pub mod stores;
 pub mod token_server;
 
 use std::collections::HashMap;
@@ -207,6 +208,12 @@ impl Server {
     /// data directory or under its prefix in the bucket.
     pub fn stored(&self, dir: &str) -> usize {
         backend::stored(&self.data, self.prefix.as_deref(), dir)
+    }
+
+    /// How many bytes the bodies of `dir` ("blobs") take, in its data
+    /// directory or under its prefix in the bucket.
+    pub fn stored_bytes(&self, dir: &str) -> u64 {
+        backend::stored_bytes_of(&self.data, self.prefix.as_deref(), dir)
     }
 
     pub fn pid(&self) -> u32 {
@@ -788,6 +795,19 @@ pub fn htpasswd_file(dir: &Path, users: &[&str]) -> PathBuf {
 }
 
 /// Wait until something listens on loopback `port` (20 s at most).
+/// GET `path` until it answers `status` (10 s at most); the last status.
+pub fn wait_for_status(c: &Client, path: &str, status: u16) -> u16 {
+    let mut got = 0;
+    for _ in 0..100 {
+        got = c.get(path).status;
+        if got == status {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    got
+}
+
 pub fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
