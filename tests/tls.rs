@@ -90,25 +90,11 @@ fn openssl(args: &[&str], dir: &Path) {
 /// `cn` (cn.pem, cn.key) in `dir`.
 fn client_cert(dir: &Path, ca: &str, cn: &str) {
     if !dir.join(format!("{ca}.pem")).exists() {
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                &format!("/CN={ca}"),
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-            ],
-            dir,
+        common::self_signed(
+            &dir.join(format!("{ca}.key")),
+            &dir.join(format!("{ca}.pem")),
+            &format!("/CN={ca}"),
+            &[],
         );
     }
     std::fs::write(

@@ -521,13 +521,11 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A CA (`ca.pem`) and a server certificate it issued for 127.0.0.1
-/// (`cert.pem`, `key.pem`) in `dir`: what a rustls client accepts (it
-/// refuses a self-signed CA certificate as the server's own).
-pub fn make_ca_and_server_cert(dir: &std::path::Path) {
-    let p = |n: &str| dir.join(n).display().to_string();
-    let run = token_server::openssl;
-    run(&[
+/// A new P-256 key `key` and a one-day certificate `cert` for it, signed
+/// by itself, for subject `subj`, with the extensions `addext` (a CA, or
+/// a server's own certificate). Uses the openssl command.
+pub fn self_signed(key: &Path, cert: &Path, subj: &str, addext: &[&str]) {
+    let mut args: Vec<String> = [
         "req",
         "-x509",
         "-newkey",
@@ -538,12 +536,29 @@ pub fn make_ca_and_server_cert(dir: &std::path::Path) {
         "-days",
         "1",
         "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.pem"),
+        subj,
+    ]
+    .map(String::from)
+    .to_vec();
+    for e in addext {
+        args.extend(["-addext".to_string(), e.to_string()]);
+    }
+    args.extend([
+        "-keyout".to_string(),
+        key.display().to_string(),
+        "-out".to_string(),
+        cert.display().to_string(),
     ]);
+    token_server::openssl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// A CA (`ca.pem`) and a server certificate it issued for 127.0.0.1
+/// (`cert.pem`, `key.pem`) in `dir`: what a rustls client accepts (it
+/// refuses a self-signed CA certificate as the server's own).
+pub fn make_ca_and_server_cert(dir: &std::path::Path) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let run = token_server::openssl;
+    self_signed(&dir.join("ca.key"), &dir.join("ca.pem"), "/CN=test-ca", &[]);
     run(&[
         "req",
         "-newkey",
@@ -586,34 +601,11 @@ pub fn make_ca_and_server_cert(dir: &std::path::Path) {
 /// to `dir/cert.pem` and `dir/key.pem` by rename (as a certificate manager
 /// would). Uses the openssl command.
 pub fn make_cert(dir: &Path, cn: &str) {
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.tmp"))
-        .arg("-out")
-        .arg(dir.join("cert.tmp"))
-        .output()
-        .expect("openssl");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    self_signed(
+        &dir.join("key.tmp"),
+        &dir.join("cert.tmp"),
+        &format!("/CN={cn}"),
+        &["subjectAltName=IP:127.0.0.1"],
     );
     // replace both files by rename, as a certificate manager would
     std::fs::rename(dir.join("key.tmp"), dir.join("key.pem")).unwrap();
