@@ -1,5 +1,5 @@
 //! Digest throughput (sha256, sha512, blake3, per-block blake3) and a scrub
-//! of a store of N blobs.
+//! of a store of N blobs, by full digest and fast (by block hashes).
 
 use berth::oci::Algorithm;
 use berth::store::scrub::ScrubOptions;
@@ -43,20 +43,31 @@ fn scrub(c: &mut Criterion) {
             let mut h = Hasher::new(Algorithm::Sha256);
             h.update(&b);
             let d = h.finish();
+            let mut blocks = BlockHasher::default();
+            blocks.update(&b);
             let (staged, mut w) = s.stage().unwrap();
             std::io::Write::write_all(&mut w, &b).unwrap();
             w.sync().unwrap();
             drop(w);
-            s.commit_blob("bench", &staged, &d, b.len() as u64, &[])
+            s.commit_blob("bench", &staged, &d, b.len() as u64, &blocks.finish())
                 .unwrap();
         }
         g.throughput(Throughput::Bytes((n * 4 * MIB) as u64));
-        g.bench_with_input(BenchmarkId::new("store_4MiB_blobs", n), &s, |b, s| {
-            b.iter(|| {
-                let r = s.scrub(&ScrubOptions::default()).unwrap();
-                assert!(r.clean());
-            })
-        });
+        // by full digest (sha256), and fast: by the recorded block hashes
+        for (mode, fast) in [("store_4MiB_blobs", false), ("store_4MiB_blobs_fast", true)] {
+            g.bench_with_input(BenchmarkId::new(mode, n), &s, |b, s| {
+                b.iter(|| {
+                    let r = s
+                        .scrub(&ScrubOptions {
+                            fast,
+                            ..ScrubOptions::default()
+                        })
+                        .unwrap();
+                    assert!(r.clean());
+                    assert_eq!(r.blobs_by_blocks, if fast { n as u64 } else { 0 });
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -94,3 +94,70 @@ fn dangling_references_are_reported() {
     assert!(dangling.iter().any(|d| d["reference"] == "ghost"), "{r}");
     assert!(r["corrupt"].as_array().unwrap().is_empty(), "{r}");
 }
+
+/// `--fast` checks each blob by its recorded block hashes; a blob without
+/// them gets its digest; a block that fails is settled by the digest, so
+/// the report tells a rotten body from a rotten hash record.
+#[test]
+fn fast_verify_checks_block_hashes_and_tells_a_rotten_body_from_rotten_hashes() {
+    use berth::store::kv::{Kv, Table};
+    const MIB: usize = 1 << 20;
+    let mut s = Server::start();
+    let (hashes_rot, body_rot, no_hashes) = {
+        let c = Client::new(&s);
+        (
+            c.push_blob("r", &common::bytes(1, 3 * MIB + 77)),
+            c.push_blob("r", &common::bytes(2, 4 * MIB)),
+            c.push_blob("r", &common::bytes(3, 5000)),
+        )
+    };
+    s.kill9();
+    let (code, r) = verify(&s.data, &["--fast"]);
+    assert_eq!((code, r["blobs_checked"].as_u64()), (0, Some(3)), "{r}");
+    assert_eq!(r["blobs_by_blocks"], 3, "{r}");
+    let (code, r) = verify(&s.data, &[]);
+    assert_eq!((code, r["blobs_by_blocks"].as_u64()), (0, Some(0)), "{r}");
+
+    {
+        let kv = Kv::open(&s.data.join("meta.redb"), 1 << 20).unwrap();
+        let mut tx = kv.write().unwrap();
+        tx.remove(Table::BlobBlocks, no_hashes.as_bytes()).unwrap();
+        let mut h = tx
+            .get(Table::BlobBlocks, hashes_rot.as_bytes())
+            .unwrap()
+            .unwrap();
+        h[2 * 32 + 5] ^= 1;
+        tx.insert(Table::BlobBlocks, hashes_rot.as_bytes(), &h)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let hex = &body_rot[7..];
+    let path = s.data.join("blobs/sha256").join(&hex[..2]).join(hex);
+    let mut raw = std::fs::read(&path).unwrap();
+    raw[3 * MIB + 5] ^= 0x40;
+    std::fs::write(&path, &raw).unwrap();
+
+    let (code, r) = verify(&s.data, &["--fast"]);
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(r["blobs_by_blocks"], 0, "{r}");
+    let reason = |d: &str| {
+        r["corrupt"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["digest"] == d)
+            .map(|c| c["reason"].as_str().unwrap().to_string())
+    };
+    let why = reason(&body_rot).expect("the rotten body is named");
+    assert!(
+        why.starts_with("block 3 fails its hash; content hashes to"),
+        "{why}"
+    );
+    let why = reason(&hashes_rot).expect("the rotten hashes are named");
+    assert!(
+        why.contains("block 2") && why.contains("block hashes are damaged"),
+        "{why}"
+    );
+    assert_eq!(reason(&no_hashes), None, "checked by its digest, and sound");
+    assert_eq!(r["corrupt"].as_array().unwrap().len(), 2, "{r}");
+}

@@ -112,6 +112,17 @@ fn online_and_scheduled_scrub() {
     let r = c.req("POST", "/_berth/scrub", &[], b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["corrupt"], serde_json::json!([]));
+    // fast (the default) by block hashes; on request by the full digest
+    assert_eq!(r.json()["blobs_by_blocks"], 1, "{}", r.text());
+    let full = c.req("POST", "/_berth/scrub?full=true", &[], b"").json();
+    assert_eq!(
+        (
+            full["blobs_checked"].as_u64(),
+            full["blobs_by_blocks"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{full}"
+    );
     let path = blob_path(&s, &d);
     let mut raw = std::fs::read(&path).unwrap();
     raw[99] ^= 1;

@@ -18,6 +18,12 @@ pub struct Args {
     /// Hashing threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Check each blob by its recorded 1 MiB block hashes (blake3) instead
+    /// of its full digest: several times faster, as strong against rot
+    /// (the hashes were taken from the bytes whose digest was verified at
+    /// upload). Blobs stored without block hashes get the full digest.
+    #[arg(long)]
+    fast: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -30,6 +36,7 @@ pub fn run(a: Args) -> Result<ExitCode, Error> {
         data_dir,
         repo,
         threads,
+        fast,
         json,
     } = a;
     let data_dir = data_dir.as_path();
@@ -42,6 +49,7 @@ pub fn run(a: Args) -> Result<ExitCode, Error> {
         .scrub(&ScrubOptions {
             threads,
             repo,
+            fast,
             progress,
             // offline: the store lock keeps every other writer out
             mapped: true,
@@ -75,6 +83,12 @@ fn print_human(r: &ScrubReport) {
         r.gb_per_s,
         r.threads
     );
+    if r.blobs_by_blocks > 0 {
+        println!(
+            "{} of the blobs by their block hashes, the rest by their digest",
+            r.blobs_by_blocks
+        );
+    }
     for c in &r.corrupt {
         println!(
             "CORRUPT {} {}: {} (repositories: {}; tags: {})",

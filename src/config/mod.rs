@@ -157,6 +157,11 @@ pub struct Verify {
     pub scrub_interval_secs: u64,
     /// Read rate limit of a scrub while serving, MB/s (0 = unlimited).
     pub scrub_rate_mb: u64,
+    /// The scheduled and the requested scrub check each blob by its 1 MiB
+    /// block hashes (blake3, recorded from the bytes whose digest was
+    /// verified at upload); false: by its full digest. `POST
+    /// /_berth/scrub?full=true` checks full digests either way.
+    pub scrub_fast: bool,
     /// Hashing threads of a scrub (0 = all cores).
     pub threads: usize,
 }
@@ -167,6 +172,7 @@ impl Default for Verify {
             on_read: true,
             scrub_interval_secs: 0,
             scrub_rate_mb: 200,
+            scrub_fast: true,
             threads: 0,
         }
     }

@@ -1,7 +1,7 @@
 //! Operator endpoints outside `/v2`: `/healthz`, `/readyz`, `/metrics`, and
 //! the admin ones, `POST /_berth/gc[?dry_run=true]` (retention then GC) and
-//! `POST /_berth/scrub` (re-verify the store now; `GET` answers the last
-//! report), `POST /_berth/sync` (run the `[[sync]]` jobs now, answered
+//! `POST /_berth/scrub[?full=true]` (re-verify the store now; `GET`
+//! answers the last report), `POST /_berth/sync` (run the `[[sync]]` jobs now, answered
 //! with a report per job; 429 while a run is under way; `GET` answers the
 //! last report of each job). The work is the registry's
 //! (`registry::maintenance`, `registry::sync`); this file only answers
@@ -16,20 +16,26 @@ use crate::oci::Code;
 /// `POST /_berth/gc[?dry_run=true]`: the GC report, with the retention
 /// report under `retention`.
 pub async fn gc_now(req: &HttpRequest, state: State) -> ApiResult {
-    let dry_run = super::params::Query::of(req)
-        .get("dry_run")
-        .is_some_and(|v| v == "true" || v == "1");
+    let dry_run = flag(req, "dry_run");
     let reg = state.registry.clone();
     let outcome = web::block(move || reg.collect_garbage(dry_run)).await??;
     Ok(HttpResponse::Ok().json(outcome))
 }
 
-/// `POST /_berth/scrub`: one scrub now, answered with its report; 429
-/// while another runs.
-pub async fn scrub_now(state: State) -> ApiResult {
+/// `POST /_berth/scrub[?full=true]`: one scrub now, answered with its
+/// report; 429 while another runs. `full` checks full digests only.
+pub async fn scrub_now(req: &HttpRequest, state: State) -> ApiResult {
+    let full = flag(req, "full");
     let reg = state.registry.clone();
-    let report = web::block(move || reg.scrub()).await??;
+    let report = web::block(move || reg.scrub(full)).await??;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// A `?name=true` (or `=1`) switch of the query.
+fn flag(req: &HttpRequest, name: &str) -> bool {
+    super::params::Query::of(req)
+        .get(name)
+        .is_some_and(|v| v == "true" || v == "1")
 }
 
 /// `POST /_berth/sync`: every sync job now, answered with their reports.

@@ -49,7 +49,7 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
         // served on its own listener instead, when one is configured
         Route::Metrics if !state.config().metrics.listen.is_empty() => Err(ApiError::not_found()),
         Route::Metrics if get_or_head => admin::metrics(state).await,
-        Route::Scrub if m == Method::POST => admin::scrub_now(state).await,
+        Route::Scrub if m == Method::POST => admin::scrub_now(&req, state).await,
         Route::Scrub if get_or_head => admin::last_scrub(state),
         Route::Gc if m == Method::POST => admin::gc_now(&req, state).await,
         Route::Sync if m == Method::POST => admin::sync_now(state).await,

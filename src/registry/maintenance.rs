@@ -77,8 +77,9 @@ impl Registry {
     /// Re-verify the whole store now, rate-limited and at low CPU priority
     /// as configured (`verify.*`); refused while another scrub runs.
     /// Corrupt content is marked damaged, so it is no longer served.
-    /// Blocking.
-    pub fn scrub(&self) -> Result<ScrubReport> {
+    /// `full` checks every blob by its digest even where the fast check by
+    /// block hashes (`verify.scrub_fast`) would do. Blocking.
+    pub fn scrub(&self, full: bool) -> Result<ScrubReport> {
         let m = &self.maintenance;
         if m.scrubbing.swap(true, Ordering::SeqCst) {
             return Err(Error::TooManyRequests("a scrub is already running".into()));
@@ -87,6 +88,7 @@ impl Registry {
         let result = self.store.scrub(&ScrubOptions {
             threads: v.threads,
             rate_mb: v.scrub_rate_mb,
+            fast: v.scrub_fast && !full,
             low_priority: true,
             ..ScrubOptions::default()
         });
@@ -150,7 +152,7 @@ impl Registry {
         );
         if let Some(secs) = nonzero(self.config.verify.scrub_interval_secs) {
             every(self, "berth-scrub", secs, |r| {
-                if let Err(e) = r.scrub() {
+                if let Err(e) = r.scrub(false) {
                     tracing::warn!(error = %e, "scheduled scrub did not run");
                 }
             });

@@ -1,16 +1,18 @@
-//! Scrub: re-hash every blob (full digest of the file) and every manifest,
-//! in parallel across blobs on a rayon pool of its own, and find dangling
-//! references. Corrupt blobs are marked damaged so they are not served.
+//! Scrub: re-hash every blob (its full digest, or fast: its recorded block
+//! hashes, `blob.rs`) and every manifest, in parallel on a rayon pool of its
+//! own, and find dangling references. Corrupt blobs are marked damaged so
+//! they are not served.
+
+mod blob;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::bodies::Kind;
 use super::kv::{self, Reader, Table};
 use super::manifests::{is_index, manifest_record};
 use super::records::{self, BlobRecord, ManifestRecord};
@@ -24,6 +26,9 @@ pub struct ScrubOptions {
     pub threads: usize,
     /// Only content this repository holds.
     pub repo: Option<String>,
+    /// Check blobs by their recorded 1 MiB block hashes (blake3) instead of
+    /// their full digest; blobs stored without block hashes get the digest.
+    pub fast: bool,
     /// Read rate limit in MB/s (0 = none), for scrubs while serving.
     pub rate_mb: u64,
     /// Run the hashing threads at a lower CPU priority (nice 10).
@@ -56,6 +61,9 @@ pub struct Dangling {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ScrubReport {
     pub blobs_checked: u64,
+    /// Of those, how many by their block hashes (a fast scrub; the rest by
+    /// their full digest).
+    pub blobs_by_blocks: u64,
     pub manifests_checked: u64,
     pub bytes: u64,
     pub seconds: f64,
@@ -68,26 +76,6 @@ pub struct ScrubReport {
 impl ScrubReport {
     pub fn clean(&self) -> bool {
         self.corrupt.is_empty() && self.dangling.is_empty()
-    }
-}
-
-/// Shared read budget for a rate-limited scrub.
-struct Limiter {
-    bytes_per_s: u64,
-    start: Instant,
-    spent: AtomicU64,
-}
-
-impl Limiter {
-    fn take(&self, n: u64) {
-        if self.bytes_per_s == 0 {
-            return;
-        }
-        let spent = self.spent.fetch_add(n, Ordering::Relaxed) + n;
-        let due = Duration::from_secs_f64(spent as f64 / self.bytes_per_s as f64);
-        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
-            std::thread::sleep(wait);
-        }
     }
 }
 
@@ -147,30 +135,22 @@ impl Store {
             })
             .build()
             .map_err(|e| StoreError::from(std::io::Error::other(e)))?;
-        let limiter = Limiter {
-            bytes_per_s: opts.rate_mb * 1_000_000,
-            start: Instant::now(),
-            spent: AtomicU64::new(0),
-        };
-        let done = AtomicU64::new(0);
+        let pace = blob::Pace::new(opts.rate_mb, opts.progress.as_deref());
+        let by_blocks = AtomicU64::new(0);
         let corrupt_blobs: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
         // Largest first, so the pool is not left waiting on one big blob.
         blobs.sort_by_key(|b| std::cmp::Reverse(b.1));
         pool.install(|| {
             blobs.par_iter().for_each(|(d, size)| {
-                let result = self.hash_blob_file(
-                    d,
-                    *size,
-                    opts.mapped,
-                    &limiter,
-                    &done,
-                    opts.progress.as_deref(),
-                );
-                if let Err(reason) = result {
-                    corrupt_blobs
+                match self.scrub_blob(d, *size, opts.fast, opts.mapped, &pace) {
+                    Ok(blob::Checked::Blocks) => {
+                        by_blocks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(blob::Checked::Digest) => {}
+                    Err(reason) => corrupt_blobs
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push((d.clone(), reason));
+                        .push((d.clone(), reason)),
                 }
             });
         });
@@ -198,7 +178,8 @@ impl Store {
         let mut report = ScrubReport {
             blobs_checked: blobs.len() as u64,
             manifests_checked: manifests.len() as u64,
-            bytes: done.load(Ordering::Relaxed),
+            blobs_by_blocks: by_blocks.load(Ordering::Relaxed),
+            bytes: pace.done.load(Ordering::Relaxed),
             threads,
             ..ScrubReport::default()
         };
@@ -242,87 +223,6 @@ impl Store {
         report.gb_per_s = report.bytes as f64 / 1e9 / report.seconds.max(1e-9);
         Ok(report)
     }
-
-    /// Hash one blob file fully; Err(reason) when it does not match.
-    fn hash_blob_file(
-        &self,
-        digest: &str,
-        size: u64,
-        mapped: bool,
-        limiter: &Limiter,
-        done: &AtomicU64,
-        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
-    ) -> Result<(), String> {
-        let d: Digest = digest.parse().map_err(|e| format!("record key: {e}"))?;
-        let unreadable = |e: std::io::Error| format!("body unreadable: {e}");
-        let body = self.bodies.open(Kind::Blob, &d).map_err(unreadable)?;
-        let total = body.size().map_err(unreadable)?;
-        if total != size {
-            return Err(format!("body has {total} bytes, record says {size}"));
-        }
-        let mut h = verify::Hasher::new(d.algorithm());
-        let mut hashed = |chunk: &[u8]| {
-            limiter.take(chunk.len() as u64);
-            h.update(chunk);
-            let all = done.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-            if let Some(p) = progress {
-                p(all);
-            }
-        };
-        // maps need a local file; bodies elsewhere are read
-        let local = mapped
-            .then(|| self.bodies.local_path(Kind::Blob, &d))
-            .flatten();
-        let read = match local {
-            Some(path) => {
-                std::fs::File::open(path).and_then(|f| read_mapped(&f, size, &mut hashed))
-            }
-            None => verify::read_pieces(body, &mut hashed),
-        }
-        .map_err(|e| format!("read failed: {e}"))?;
-        if read != size {
-            return Err(format!(
-                "file changed while read: {read} bytes, record says {size}"
-            ));
-        }
-        let got = h.finish();
-        if got != d {
-            return Err(format!("content hashes to {got}"));
-        }
-        Ok(())
-    }
-}
-
-/// Feed the first `size` bytes of a file to `each` through read-only maps of
-/// up to 1 GiB (64 MiB on 32-bit targets, whose address space is small).
-///
-/// Measured on 2.28 GB in 64 blobs: one large map faulted in by the kernel's
-/// fault-around costs 0.10-0.12 s of system time, against 0.17 s for 4 MiB
-/// maps pre-faulted with MAP_POPULATE (page by page through GUP) and more for
-/// read() into a buffer (a copy of every byte).
-fn read_mapped(f: &std::fs::File, size: u64, each: &mut dyn FnMut(&[u8])) -> std::io::Result<u64> {
-    const WINDOW: u64 = if cfg!(target_pointer_width = "64") {
-        1 << 30
-    } else {
-        64 << 20
-    };
-    let mut off = 0u64;
-    while off < size {
-        let len = (size - off).min(WINDOW) as usize;
-        // SAFETY: blob files are immutable once installed, and callers use
-        // this only when no other process can write the data dir (offline
-        // verify holds the store lock); a file truncated under the map by
-        // an outside hand would fault, which is why the server does not.
-        let map = unsafe { memmap2::MmapOptions::new().offset(off).len(len).map(f)? };
-        // Read-ahead for a cold store; the hint is only advice, so a refusal
-        // changes nothing.
-        let _ = map.advise(memmap2::Advice::Sequential);
-        for piece in map.chunks(1 << 20) {
-            each(piece);
-        }
-        off += len as u64;
-    }
-    Ok(off)
 }
 
 /// Which repositories and tags hold a digest, for the report.
