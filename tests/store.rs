@@ -170,6 +170,48 @@ fn corruption_is_reported_not_served() {
     ));
 }
 
+/// The scrub on this backend, fast (block hashes, read through the body
+/// store: no file maps) and by full digest: both name a rotten body, and
+/// a truncated one.
+#[test]
+fn scrub_fast_and_full_find_a_rotten_body() {
+    use berth::store::scrub::ScrubOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let data = bytes(6, 2 * (1 << 20) + 300);
+    let d = put_blob(&s, "r", &data);
+    put_blob(&s, "r", b"a sound neighbour");
+    let scrub = |fast| {
+        s.scrub(&ScrubOptions {
+            fast,
+            ..ScrubOptions::default()
+        })
+        .unwrap()
+    };
+    let r = scrub(true);
+    assert!(r.clean(), "{r:?}");
+    assert_eq!((r.blobs_checked, r.blobs_by_blocks), (2, 2));
+    assert_eq!(scrub(false).blobs_by_blocks, 0);
+    let mut raw = data.clone();
+    raw[(1 << 20) + 9] ^= 0x10;
+    backend::write_body(dir.path(), "blobs", &d, &raw);
+    let r = scrub(true);
+    assert_eq!(r.corrupt.len(), 1, "{r:?}");
+    assert_eq!(r.corrupt[0].digest, d.to_string());
+    assert!(
+        r.corrupt[0]
+            .reason
+            .starts_with("block 1 fails its hash; content hashes to"),
+        "{r:?}"
+    );
+    backend::write_body(dir.path(), "blobs", &d, &raw[..1000]);
+    for fast in [true, false] {
+        let r = scrub(fast);
+        assert_eq!(r.corrupt.len(), 1, "{r:?}");
+        assert!(r.corrupt[0].reason.contains("1000 bytes"), "{r:?}");
+    }
+}
+
 #[test]
 fn gc_removes_only_garbage_and_frees_disk() {
     let dir = tempfile::tempdir().unwrap();
