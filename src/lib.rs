@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod fuzzing;
 pub mod http;
+pub mod log_sink;
 pub mod metrics;
 pub mod oci;
 pub mod registry;

@@ -44,7 +44,7 @@ pub fn run(a: Args) -> Result<(), Error> {
         cfg.auth.htpasswd = h;
     }
     cfg.validate()?;
-    let _log = init_logging(&cfg);
+    let _log = init_logging(&cfg)?;
     berth::http::descriptors::fit(&mut cfg);
     let store = Store::open(&cfg.data_dir, &super::open::store_options(&cfg)?)?;
     let registry = Arc::new(Registry::new(Arc::new(store), cfg));
@@ -57,11 +57,11 @@ pub fn run(a: Args) -> Result<(), Error> {
     Ok(())
 }
 
-/// Install the log subscriber. Lines are written by a background thread
-/// through a buffer, so a request never waits on a write to stderr (one
-/// synchronous write per request cost 10 µs of CPU and a third of the small
-/// request rate); the guard flushes what is left when dropped at exit.
-fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+/// Install the log subscriber. Lines go through `log_sink`: a request
+/// never waits on a write to stderr (one synchronous write per request cost
+/// 10 µs of CPU and a third of the small request rate) nor wakes a writer
+/// thread per line; the guard writes out what is left when dropped at exit.
+fn init_logging(cfg: &Config) -> Result<berth::log_sink::Guard, Error> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // actix logs each unparsable request at ERROR; clients cause those
         // (skopeo and podman try a TLS hello on a plain port before falling
@@ -72,15 +72,7 @@ fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
                 cfg.log.level
             ))
         });
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // The default queue of 128,000 lines preallocates (and, as it cycles,
-        // touches) ~3 MiB; a request that finds 8,192 lines queued waits.
-        .buffered_lines_limit(8192)
-        .finish(std::io::BufWriter::with_capacity(
-            64 << 10,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = berth::log_sink::batched(std::io::stderr())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -89,5 +81,5 @@ fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    guard
+    Ok(guard)
 }
