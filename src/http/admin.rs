@@ -16,7 +16,7 @@ use crate::oci::Code;
 /// `POST /_berth/gc[?dry_run=true]`: the GC report, with the retention
 /// report under `retention`.
 pub async fn gc_now(req: &HttpRequest, state: State) -> ApiResult {
-    let dry_run = flag(req, "dry_run");
+    let dry_run = super::params::Query::of(req).flag("dry_run");
     let reg = state.registry.clone();
     let outcome = web::block(move || reg.collect_garbage(dry_run)).await??;
     Ok(HttpResponse::Ok().json(outcome))
@@ -25,17 +25,10 @@ pub async fn gc_now(req: &HttpRequest, state: State) -> ApiResult {
 /// `POST /_berth/scrub[?full=true]`: one scrub now, answered with its
 /// report; 429 while another runs. `full` checks full digests only.
 pub async fn scrub_now(req: &HttpRequest, state: State) -> ApiResult {
-    let full = flag(req, "full");
+    let full = super::params::Query::of(req).flag("full");
     let reg = state.registry.clone();
     let report = web::block(move || reg.scrub(full)).await??;
     Ok(HttpResponse::Ok().json(report))
-}
-
-/// A `?name=true` (or `=1`) switch of the query.
-fn flag(req: &HttpRequest, name: &str) -> bool {
-    super::params::Query::of(req)
-        .get(name)
-        .is_some_and(|v| v == "true" || v == "1")
 }
 
 /// `POST /_berth/sync`: every sync job now, answered with their reports.

@@ -24,6 +24,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Is `key` switched on (`=true` or `=1`)?
+    pub fn flag(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| v == "true" || v == "1")
+    }
+
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
             .iter()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::super::bodies::Kind;
+use super::super::bodies::{Body, Kind};
 use super::super::Store;
 use crate::oci::Digest;
 use crate::verify::blocks::{block_count, block_ok, BLOCK, HASH_LEN};
@@ -109,6 +109,31 @@ impl Store {
         }
     }
 
+    /// A blob's bytes, opened once and checked against its recorded size.
+    /// Maps need a local file; bodies elsewhere are read.
+    fn open_sized(&self, d: &Digest, size: u64, mapped: bool) -> Result<Source, String> {
+        let unreadable = |e: std::io::Error| format!("body unreadable: {e}");
+        let local = mapped
+            .then(|| self.bodies.local_path(Kind::Blob, d))
+            .flatten();
+        let (source, len) = match local {
+            Some(path) => {
+                let f = std::fs::File::open(path).map_err(unreadable)?;
+                let len = f.metadata().map_err(unreadable)?.len();
+                (Source::Mapped(f), len)
+            }
+            None => {
+                let body = self.bodies.open(Kind::Blob, d).map_err(unreadable)?;
+                let len = body.size().map_err(unreadable)?;
+                (Source::Read(body), len)
+            }
+        };
+        if len != size {
+            return Err(format!("body has {len} bytes, record says {size}"));
+        }
+        Ok(source)
+    }
+
     /// Hash every block and compare each with its recorded hash.
     fn check_blocks(
         &self,
@@ -118,19 +143,8 @@ impl Store {
         mapped: bool,
         pace: &Pace,
     ) -> Result<(), Failed> {
-        let unreadable = Failed::from;
-        let local = mapped
-            .then(|| self.bodies.local_path(Kind::Blob, d))
-            .flatten();
-        if let Some(path) = local {
-            let f = std::fs::File::open(path).map_err(unreadable)?;
-            let len = f.metadata().map_err(unreadable)?.len();
-            if len != size {
-                return Err(Failed::Read(format!(
-                    "body has {len} bytes, record says {size}"
-                )));
-            }
-            return each_window(&f, size, |first, window| {
+        match self.open_sized(d, size, mapped).map_err(Failed::Read)? {
+            Source::Mapped(f) => each_window(&f, size, |first, window| {
                 let bad = window
                     .par_chunks(BLOCK as usize)
                     .enumerate()
@@ -142,65 +156,50 @@ impl Store {
                     Some((i, _)) => Err(Failed::Block(first + i as u64)),
                     None => Ok(()),
                 }
-            });
-        }
-        let mut body = self.bodies.open(Kind::Blob, d).map_err(unreadable)?;
-        let total = body.size().map_err(unreadable)?;
-        if total != size {
-            return Err(Failed::Read(format!(
-                "body has {total} bytes, record says {size}"
-            )));
-        }
-        let mut buf = vec![0u8; BLOCK.min(size) as usize];
-        for i in 0..block_count(size) {
-            let len = BLOCK.min(size - i * BLOCK) as usize;
-            let n = read_full(&mut body, &mut buf[..len]).map_err(unreadable)?;
-            if n != len {
-                return Err(Failed::Read(format!(
-                    "body ended at {} bytes, record says {size}",
-                    i * BLOCK + n as u64
-                )));
-            }
-            pace.read(len as u64);
-            if !block_ok(hashes, i, &buf[..len]) {
-                return Err(Failed::Block(i));
+            }),
+            Source::Read(mut body) => {
+                let mut buf = vec![0u8; BLOCK.min(size) as usize];
+                for i in 0..block_count(size) {
+                    let len = BLOCK.min(size - i * BLOCK) as usize;
+                    let n = read_full(&mut body, &mut buf[..len])?;
+                    if n != len {
+                        return Err(Failed::Read(format!(
+                            "body ended at {} bytes, record says {size}",
+                            i * BLOCK + n as u64
+                        )));
+                    }
+                    pace.read(len as u64);
+                    if !block_ok(hashes, i, &buf[..len]) {
+                        return Err(Failed::Block(i));
+                    }
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Hash the whole body with its digest's algorithm.
     fn check_digest(&self, d: &Digest, size: u64, mapped: bool, pace: &Pace) -> Result<(), String> {
-        let unreadable = |e: std::io::Error| format!("body unreadable: {e}");
-        let body = self.bodies.open(Kind::Blob, d).map_err(unreadable)?;
-        let total = body.size().map_err(unreadable)?;
-        if total != size {
-            return Err(format!("body has {total} bytes, record says {size}"));
-        }
         let mut h = verify::Hasher::new(d.algorithm());
         let mut hashed = |chunk: &[u8]| {
             pace.read(chunk.len() as u64);
             h.update(chunk);
         };
-        // maps need a local file; bodies elsewhere are read
-        let local = mapped
-            .then(|| self.bodies.local_path(Kind::Blob, d))
-            .flatten();
-        let read = match local {
-            Some(path) => std::fs::File::open(path).and_then(|f| {
-                each_window(&f, size, |_, window| {
-                    window.chunks(1 << 20).for_each(&mut hashed);
-                    Ok::<(), std::io::Error>(())
-                })?;
-                Ok(size)
-            }),
-            None => verify::read_pieces(body, &mut hashed),
-        }
-        .map_err(|e| format!("read failed: {e}"))?;
-        if read != size {
-            return Err(format!(
-                "file changed while read: {read} bytes, record says {size}"
-            ));
+        match self.open_sized(d, size, mapped)? {
+            Source::Mapped(f) => each_window(&f, size, |_, window| {
+                window.chunks(1 << 20).for_each(&mut hashed);
+                Ok::<(), std::io::Error>(())
+            })
+            .map_err(|e| format!("read failed: {e}"))?,
+            Source::Read(body) => {
+                let read = verify::read_pieces(body, &mut hashed)
+                    .map_err(|e| format!("read failed: {e}"))?;
+                if read != size {
+                    return Err(format!(
+                        "file changed while read: {read} bytes, record says {size}"
+                    ));
+                }
+            }
         }
         let got = h.finish();
         if got != *d {
@@ -208,6 +207,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// See [`Store::open_sized`].
+enum Source {
+    /// A local file, read through maps (offline verify only).
+    Mapped(std::fs::File),
+    Read(Box<dyn Body>),
 }
 
 /// Hand the first `size` bytes of a file to `each` (with the index of the
