@@ -49,3 +49,6 @@ done
 python3 "$regbench" --rounds "$rounds" --out "$root/benches/side-by-side.json" \
   --target "distribution=http://127.0.0.1:$dport,pid=$dpid,storage=$work/dist" \
   --target "berth=http://127.0.0.1:$bport,pid=$bpid,storage=$work/berth" "$@"
+# how Berth checked the blocks it served: hashed (read from the disk, or not
+# vouched for) or sent from memory unhashed (verify.trust_cached_secs)
+curl -s "http://127.0.0.1:$bport/metrics" | grep '^berth_blob_read_blocks_total' || true

@@ -1,9 +1,13 @@
 //! Store benchmarks: blob write (hash + durable install + commit) against a
-//! plain file write with the same durability, warm blob read, manifest
-//! put/lookup, and GC.
+//! plain file write with the same durability, warm blob read (raw, and as
+//! a GET serves it: hashed or vouched for), manifest put/lookup, and GC.
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
+
+use berth::config::Config;
+use berth::registry::Registry;
 
 use berth::oci::{manifest, Algorithm, Reference};
 use berth::store::{ManifestPush, Store, StoreOptions};
@@ -108,6 +112,35 @@ fn blob_read(c: &mut Criterion) {
     g.finish();
 }
 
+/// A blob read as a GET serves it (registry::block_read): every block
+/// hashed, or, vouched for by a read that hashed it whole, taken from the
+/// page cache unhashed (`verify.trust_cached_secs`).
+fn blob_serve(c: &mut Criterion) {
+    let mut g = c.benchmark_group("blob_serve_warm");
+    for (mode, trust_secs) in [("64MiB_blocks_hashed", 0), ("64MiB_blocks_cached", 3600)] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+        let buf = data(64 * MIB);
+        let (staged, d, blocks) = stage_in(&s, &buf);
+        s.commit_blob("bench", &staged, &d, buf.len() as u64, &blocks)
+            .unwrap();
+        let mut config = Config::default();
+        config.verify.trust_cached_secs = trust_secs;
+        let reg = Registry::new(s, config);
+        let read_all = || {
+            let Ok(mut r) = reg.open_blob("bench", &d).unwrap().into_reader() else {
+                panic!("reads are checked by default");
+            };
+            let n = r.size().div_ceil(MIB as u64);
+            (0..n).map(|b| r.block(b).unwrap().len()).sum::<usize>()
+        };
+        assert_eq!(read_all(), buf.len());
+        g.throughput(Throughput::Bytes(buf.len() as u64));
+        g.bench_function(mode, |b| b.iter(read_all));
+    }
+    g.finish();
+}
+
 fn manifests(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
@@ -177,5 +210,5 @@ fn gc(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, blob_write, blob_read, manifests, gc);
+criterion_group!(benches, blob_write, blob_read, blob_serve, manifests, gc);
 criterion_main!(benches);

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub uploads_in_flight: Gauge,
     pub merges: Counter,
     pub corrupt_reads: Counter,
+    /// Blob blocks served by reads, by how each was checked (`check`:
+    /// hashed, or cached: vouched for by a recent whole read).
+    pub read_blocks: Family<Labels, Counter>,
     pub manifest_corrupt_reads: Counter,
     pub scrubs: Counter,
     pub scrub_corrupt: Gauge,
@@ -87,6 +90,12 @@ impl Default for Metrics {
             "blob_corrupt_reads",
             "blob blocks that failed verification on read",
             corrupt_reads.clone(),
+        );
+        let read_blocks = Family::<Labels, Counter>::default();
+        registry.register(
+            "blob_read_blocks",
+            "blob blocks served, by check: hashed, or cached (sent from memory unhashed after a whole verified read, verify.trust_cached_secs)",
+            read_blocks.clone(),
         );
         let manifest_corrupt_reads = Counter::default();
         registry.register(
@@ -208,6 +217,7 @@ impl Default for Metrics {
             uploads_in_flight,
             merges,
             corrupt_reads,
+            read_blocks,
             manifest_corrupt_reads,
             scrubs,
             scrub_corrupt,

@@ -5,11 +5,29 @@ mod common;
 
 use std::io::Read;
 
-use common::{bytes, sha256, Client, Server};
+use common::{bytes, metric, sha256, Client, Server};
 
 fn blob_path(s: &Server, digest: &str) -> std::path::PathBuf {
     let hex = &digest[7..];
     s.data.join("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+/// Flip bits `mask` of byte `at` of the file at `path`, in place.
+fn flip(path: &std::path::Path, at: usize, mask: u8) {
+    let mut raw = std::fs::read(path).unwrap();
+    raw[at] ^= mask;
+    std::fs::write(path, &raw).unwrap();
+}
+
+/// GET blob `d` of `r`, reading what arrives until the transfer ends or
+/// breaks off.
+fn get_what_arrives(s: &Server, d: &str) -> Vec<u8> {
+    let resp = ureq::get(&s.url(&format!("/v2/r/blobs/{d}")))
+        .call()
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = resp.into_reader().read_to_end(&mut got);
+    got
 }
 
 #[test]
@@ -19,21 +37,11 @@ fn corrupt_byte_never_reaches_the_client_and_a_push_repairs() {
     let data = bytes(31, 3 * (1 << 20) + 123);
     let d = c.push_blob("r", &data);
     // flip one byte in the second block
-    let path = blob_path(&s, &d);
-    let mut raw = std::fs::read(&path).unwrap();
-    raw[(1 << 20) + 77] ^= 0x40;
-    std::fs::write(&path, &raw).unwrap();
+    flip(&blob_path(&s, &d), (1 << 20) + 77, 0x40);
 
     // the first block is fine and may be sent; the transfer then fails
-    let resp = ureq::get(&s.url(&format!("/v2/r/blobs/{d}")))
-        .call()
-        .unwrap();
-    let mut got = Vec::new();
-    let res = resp.into_reader().read_to_end(&mut got);
-    assert!(
-        res.is_err() || got.len() < data.len(),
-        "the whole blob was served"
-    );
+    let got = get_what_arrives(&s, &d);
+    assert!(got.len() < data.len(), "the whole blob was served");
     assert!(
         got.len() <= 1 << 20,
         "bytes beyond the last good block were sent: {}",
@@ -88,6 +96,78 @@ fn corrupt_byte_never_reaches_the_client_and_a_push_repairs() {
     assert_eq!(c.push_blob("r", &data), d);
     let r = c.get(&format!("/v2/r/blobs/{d}"));
     assert_eq!((r.status, sha256(&r.body)), (200, d.clone()));
+}
+
+/// Drop the clean pages of `path` from the page cache: its next read comes
+/// from the disk.
+fn evict(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: a plain advice call on an open descriptor
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+fn blocks(c: &Client, check: &str) -> f64 {
+    metric(
+        c,
+        &format!("berth_blob_read_blocks_total{{check=\"{check}\"}}"),
+    )
+}
+
+/// A blob the server hashed whole (here: as it was pushed) is then sent from
+/// memory unhashed; bytes that have to come from the disk are hashed again,
+/// and a file changed in place is hashed, caught and refused.
+#[test]
+fn verified_bytes_in_memory_go_out_unhashed_and_the_disk_is_checked_again() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    let data = bytes(34, 3 * (1 << 20) + 5);
+    let d = c.push_blob("r", &data);
+    let get = |c: &Client| c.get(&format!("/v2/r/blobs/{d}")).body;
+    assert_eq!(get(&c), data);
+    assert_eq!((blocks(&c, "cached"), blocks(&c, "hashed")), (4.0, 0.0));
+    // a range of it too (blocks 0 to 2)
+    let r = c.req(
+        "GET",
+        &format!("/v2/r/blobs/{d}"),
+        &[("Range", "bytes=1048570-2097160")],
+        b"",
+    );
+    assert_eq!(r.body, &data[1048570..=2097160]);
+    assert_eq!((blocks(&c, "cached"), blocks(&c, "hashed")), (7.0, 0.0));
+
+    // out of memory: this read hashes every block (and so vouches again)
+    let path = blob_path(&s, &d);
+    evict(&path);
+    assert_eq!(get(&c), data);
+    assert_eq!((blocks(&c, "cached"), blocks(&c, "hashed")), (7.0, 4.0));
+    assert_eq!(get(&c), data);
+    assert_eq!((blocks(&c, "cached"), blocks(&c, "hashed")), (11.0, 4.0));
+
+    // changed in place (a new mtime and ctime): hashed, caught, refused
+    flip(&path, (2 << 20) + 9, 0x10);
+    let got = get_what_arrives(&s, &d);
+    assert!(
+        got.len() <= 2 << 20,
+        "bytes past the good blocks: {}",
+        got.len()
+    );
+    assert_eq!(&got[..], &data[..got.len()]);
+    assert_eq!(metric(&c, "berth_blob_corrupt_reads_total"), 1.0);
+}
+
+#[test]
+fn with_trust_off_every_read_hashes_every_block() {
+    let s = Server::start_with_env(&[("BERTH_VERIFY_TRUST_CACHED_SECS", "0")]);
+    let c = Client::new(&s);
+    let data = bytes(35, (1 << 20) + 1);
+    let d = c.push_blob("r", &data);
+    for _ in 0..2 {
+        assert_eq!(c.get(&format!("/v2/r/blobs/{d}")).body, data);
+    }
+    assert_eq!((blocks(&c, "cached"), blocks(&c, "hashed")), (0.0, 4.0));
 }
 
 #[test]

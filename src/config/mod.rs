@@ -164,6 +164,11 @@ pub struct Verify {
     pub scrub_fast: bool,
     /// Hashing threads of a scrub (0 = all cores).
     pub threads: usize,
+    /// For this many seconds after a read hashed every block of a blob and
+    /// found them right, reads of that file, unchanged, send the bytes
+    /// still in the page cache unhashed; bytes that come from the disk are
+    /// hashed again (0 = hash every block of every read).
+    pub trust_cached_secs: u64,
 }
 
 impl Default for Verify {
@@ -174,6 +179,7 @@ impl Default for Verify {
             scrub_rate_mb: 200,
             scrub_fast: true,
             threads: 0,
+            trust_cached_secs: 3600,
         }
     }
 }

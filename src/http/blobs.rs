@@ -69,17 +69,19 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
         return Ok(r.body(body::HeadBody(len)));
     }
     let remote = blob.remote;
-    let Some(blocks) = blob.blocks else {
-        let bytes = body::file_stream(blob.body, start, len);
-        return Ok(match remote {
-            true => r.no_chunking(len).streaming(body::off_workers(bytes)),
-            false => r.no_chunking(len).streaming(bytes),
-        });
-    };
-    let bytes = body::verified_stream(blob.body, size, start, len, blocks, blob.on_corrupt);
-    Ok(match remote {
-        true => r.no_chunking(len).streaming(body::off_workers(bytes)),
-        false => r.no_chunking(len).streaming(bytes),
+    let r = r.no_chunking(len);
+    Ok(match blob.into_reader() {
+        Ok(reader) if remote => {
+            r.streaming(body::off_workers(body::verified_stream(reader, start, len)))
+        }
+        // from memory, vouched for: at once, on the worker
+        Ok(reader) if reader.vouched_for() => {
+            r.streaming(body::verified_stream(reader, start, len))
+        }
+        // hashed, likely read from the disk
+        Ok(reader) => r.streaming(body::hashing(body::verified_stream(reader, start, len))),
+        Err(file) if remote => r.streaming(body::off_workers(body::file_stream(file, start, len))),
+        Err(file) => r.streaming(body::file_stream(file, start, len)),
     })
 }
 

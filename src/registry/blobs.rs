@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::read_trust::Ticket;
 use super::{Error, Registry, Result};
 use crate::oci::{name, Digest};
 use crate::store::{BlobBody, Store};
@@ -16,6 +17,10 @@ pub struct OpenBlob {
     /// blake3 of each 1 MiB block, when reads are verified
     /// (`verify.on_read`); None serves the bytes unchecked.
     pub blocks: Option<Vec<u8>>,
+    /// Whether bytes of this file still in memory may go out unhashed, and
+    /// where the read reports that it verified the whole blob (with
+    /// `blocks`).
+    pub trust: Option<Ticket>,
     /// To call with the block that failed verification: counts and logs
     /// it and marks the blob damaged.
     pub on_corrupt: CorruptionHook,
@@ -54,6 +59,7 @@ impl Registry {
             size: info.size,
             body,
             blocks: None,
+            trust: None,
             on_corrupt: corruption_hook(&self.store, &self.metrics, digest),
             remote: self.store.bodies_remote(),
         })
@@ -65,6 +71,7 @@ impl Registry {
         let mut blob = self.stat_blob(repo, digest)?;
         if self.config.verify.on_read {
             blob.blocks = self.store.blob_blocks(digest)?;
+            blob.trust = Some(self.read_trust.ticket(digest, blob.body.identity()));
         }
         Ok(blob)
     }

@@ -13,6 +13,7 @@
 //! they arrive) and `sync` (scheduled copies).
 
 pub mod blobs;
+pub mod block_read;
 pub mod browse;
 pub mod config_platforms;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod manifests;
 pub mod merge;
 pub mod mirror;
 pub mod platforms;
+pub mod read_trust;
 pub mod retention;
 pub mod robots;
 pub mod sync;
@@ -56,16 +58,23 @@ pub struct Registry {
     mirrors: mirror::Mirrors,
     syncing: sync::Syncing,
     robots: robots::Robots,
+    /// Blob files a read verified whole lately (`verify.trust_cached_secs`).
+    read_trust: Arc<read_trust::ReadTrust>,
 }
 
 impl Registry {
     pub fn new(store: Arc<Store>, config: Config) -> Registry {
+        let metrics: Arc<Metrics> = Arc::default();
         Registry {
             mirrors: mirror::Mirrors::new(&config.upstreams),
+            read_trust: Arc::new(read_trust::ReadTrust::new(
+                config.verify.trust_cached_secs,
+                &metrics,
+            )),
             store,
             config,
             sessions: Sessions::default(),
-            metrics: Arc::default(),
+            metrics,
             config_platforms: Default::default(),
             maintenance: Default::default(),
             health: Default::default(),

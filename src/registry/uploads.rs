@@ -450,9 +450,13 @@ impl Registry {
             });
         }
         s.file()?.sync()?;
-        s.file = None;
+        let file = s.file.take();
         self.store
             .commit_blob(&s.repo, &s.id, expected, s.offset, &blocks)?;
+        // the file's pages in memory are the bytes just hashed
+        if let Some(id) = file.and_then(|f| f.identity()) {
+            self.read_trust.written(expected, id);
+        }
         self.close_session(s)
     }
 

@@ -37,6 +37,29 @@ pub enum Kind {
 pub trait Body: Read + Seek + Send {
     /// Its length in bytes.
     fn size(&self) -> io::Result<u64>;
+    /// Which version of the body this is: two equal identities are the
+    /// same, unchanged bytes. None where the bodies cannot tell (a bucket),
+    /// so nothing learnt reading it holds for the next read.
+    fn identity(&self) -> Option<Identity> {
+        None
+    }
+    /// Append to `out` up to `len` bytes from `at`, only those already in
+    /// memory (the page cache), never waiting on the disk: how many. Fewer
+    /// than `len` where memory stops; 0 where bodies have no such memory.
+    fn read_cached(&self, _at: u64, _len: usize, _out: &mut Vec<u8>) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+/// A body file as it is on disk: any change to its bytes or a new file in
+/// its place changes one of these (device and inode, size, modification and
+/// status-change times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub file: (u64, u64),
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
 }
 
 /// A staged upload, open for appending (and reading back).
@@ -53,6 +76,11 @@ pub trait Staged: Read + Write + Seek + Send {
     /// already are). Not a promise of durability, which `sync` is.
     fn settle(&mut self) -> io::Result<()> {
         Ok(())
+    }
+    /// As [`Body::identity`]: what the body installed from it will be,
+    /// where installing keeps the file.
+    fn identity(&self) -> Option<Identity> {
+        None
     }
 }
 
