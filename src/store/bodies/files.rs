@@ -85,7 +85,8 @@ impl Body for File {
 
 /// `preadv2(RWF_NOWAIT)` until `len` bytes or the first that is not in the
 /// page cache: the kernel answers EAGAIN (or a short read) rather than
-/// start and wait for a disk read.
+/// start and wait for a disk read. Never an error: what it cannot read is
+/// left to the ordinary read.
 #[cfg(target_os = "linux")]
 fn read_cached(file: &File, at: u64, len: usize, out: &mut Vec<u8>) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
@@ -108,13 +109,12 @@ fn read_cached(file: &File, at: u64, len: usize, out: &mut Vec<u8>) -> io::Resul
                 unsafe { out.set_len(out.len() + n as usize) };
                 got += n as usize;
             }
-            _ => match io::Error::last_os_error() {
-                e if e.kind() == io::ErrorKind::Interrupted => {}
-                // not in memory, or a kernel or file system without NOWAIT
-                // reads: the caller reads (and checks) it the ordinary way
-                e if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EOPNOTSUPP)) => break,
-                e => return Err(e),
-            },
+            // EAGAIN: not in memory; EOPNOTSUPP, EINVAL, ENOSYS: a kernel
+            // or file system without NOWAIT reads; anything else the
+            // ordinary read meets again and reports. Either way the caller
+            // reads (and hashes) the rest the ordinary way.
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => break,
         }
     }
     Ok(got)
