@@ -24,6 +24,11 @@ chmod 755 "$work" # the postgres user reaches its cluster inside
 cleanup() {
   kill $dpid $bpid 2>/dev/null || true
   wait 2>/dev/null || true
+  # the servers' logs outlive the run: a failed request is explained there
+  for l in berth dist; do
+    [ -f "$work/$l.log" ] && cp "$work/$l.log" "${TMPDIR:-/tmp}/object-storage-$l.log"
+  done
+  echo "object-storage: logs in ${TMPDIR:-/tmp}/object-storage-{berth,dist}.log" >&2
   BERTH_PG_DIR=$work/pg BERTH_GARAGE_DIR=$work/garage "$root/tests/services/down.sh" || true
   rm -rf "$work"
 }
