@@ -34,8 +34,8 @@ pub struct ReadTrust {
     cached: Counter,
 }
 
-/// The digest a file was verified as (its first 16 hex digits), so that
-/// an identity reused by another file of another blob vouches for nothing.
+/// The digest a file was verified as (its first 16 bytes), so that an
+/// identity reused by another file of another blob vouches for nothing.
 type Fingerprint = [u8; 16];
 
 fn fingerprint(d: &Digest) -> Fingerprint {

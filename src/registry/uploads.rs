@@ -453,13 +453,9 @@ impl Registry {
         let file = s.file.take();
         self.store
             .commit_blob(&s.repo, &s.id, expected, s.offset, &blocks)?;
-        // the file's pages in memory are the bytes just hashed, if it
-        // became the body (a store that held the blob kept its own file)
+        // the file's pages in memory are the bytes just hashed
         if let Some(id) = file.and_then(|f| f.identity()) {
-            let body = self.store.open_stored_blob(expected).ok();
-            if body.and_then(|b| b.identity()) == Some(id) {
-                self.read_trust.written(expected, id);
-            }
+            self.read_trust.written(expected, id);
         }
         self.close_session(s)
     }
