@@ -121,13 +121,16 @@ const MIN_PROGRESS: usize = 1024;
 
 /// Reads a request body, ending it when it stalls: a client that stops
 /// sending mid-body, or trickles, holds neither the connection nor what it
-/// was writing to for longer than `limits.body_idle_timeout_secs`.
+/// was writing to for longer than `limits.body_idle_timeout_secs`. Only
+/// time spent waiting for the client counts: while the reader is busy with
+/// what arrived (writing it to a slow object store, say) the client is not
+/// stalling, and its bytes wait in the socket.
 pub struct Paced<'p> {
     payload: &'p mut Payload,
     /// 0 = no limit.
     idle_secs: u64,
-    /// Start of the current window, and what arrived in it.
-    since: tokio::time::Instant,
+    /// Time waited for the body in the current window, and what arrived in it.
+    waited: std::time::Duration,
     got: usize,
 }
 
@@ -136,7 +139,7 @@ impl Paced<'_> {
         Paced {
             payload,
             idle_secs,
-            since: tokio::time::Instant::now(),
+            waited: std::time::Duration::ZERO,
             got: 0,
         }
     }
@@ -146,16 +149,19 @@ impl Paced<'_> {
         let next = match self.idle_secs {
             0 => self.payload.next().await,
             s => {
-                let deadline = self.since + std::time::Duration::from_secs(s);
-                tokio::time::timeout_at(deadline, self.payload.next())
+                let start = tokio::time::Instant::now();
+                let left = std::time::Duration::from_secs(s).saturating_sub(self.waited);
+                let next = tokio::time::timeout_at(start + left, self.payload.next())
                     .await
-                    .map_err(|_| BodyError::Stalled(s))?
+                    .map_err(|_| BodyError::Stalled(s))?;
+                self.waited += start.elapsed();
+                next
             }
         };
         if let Some(Ok(piece)) = &next {
             self.got += piece.len();
             if self.got >= MIN_PROGRESS {
-                self.since = tokio::time::Instant::now();
+                self.waited = std::time::Duration::ZERO;
                 self.got = 0;
             }
         }
@@ -301,5 +307,62 @@ mod tests {
         }
         drop(held);
         assert_eq!(HASHING_APART.load(Ordering::Acquire), before);
+    }
+
+    /// A body from `pieces`, each sent after its delay.
+    async fn body_of(pieces: Vec<(u64, usize)>) -> Payload {
+        use actix_web::FromRequest;
+        let stream = futures_util::stream::unfold(pieces.into_iter(), |mut it| async move {
+            let (after_ms, len) = it.next()?;
+            tokio::time::sleep(std::time::Duration::from_millis(after_ms)).await;
+            Some((Ok(Bytes::from(vec![7u8; len])), it))
+        });
+        let boxed: std::pin::Pin<
+            Box<dyn Stream<Item = Result<Bytes, actix_web::error::PayloadError>>>,
+        > = Box::pin(stream);
+        let (req, _) = actix_web::test::TestRequest::default().to_http_parts();
+        let mut dev = actix_web::dev::Payload::from(boxed);
+        Payload::from_request(&req, &mut dev).await.unwrap()
+    }
+
+    async fn read_all(payload: &mut Payload, idle_secs: u64, busy_ms: u64) -> Result<usize, u64> {
+        let mut body = Paced::new(payload, idle_secs);
+        let mut n = 0;
+        loop {
+            match body.next().await {
+                Ok(Some(piece)) => n += piece.len(),
+                Ok(None) => return Ok(n),
+                Err(BodyError::Stalled(s)) => return Err(s),
+                Err(BodyError::Broken(e)) => panic!("{e}"),
+            }
+            // the reader busy with what arrived (a slow store)
+            tokio::time::sleep(std::time::Duration::from_millis(busy_ms)).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_reader_slower_than_the_idle_window_is_not_the_client_stalling() {
+        tokio::time::pause();
+        // the client sends at once; the reader takes 3 s per piece
+        let mut p = body_of(vec![(0, 4096); 5]).await;
+        assert_eq!(read_all(&mut p, 1, 3000).await, Ok(5 * 4096));
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_stops_or_trickles_is_stalled() {
+        tokio::time::pause();
+        // 2 KiB, then nothing for 5 s
+        let mut p = body_of(vec![(0, 2048), (5000, 2048)]).await;
+        assert_eq!(read_all(&mut p, 1, 0).await, Err(1));
+        // 100 bytes every 400 ms: under 1 KiB in each second waited
+        let mut p = body_of(vec![(400, 100); 20]).await;
+        assert_eq!(read_all(&mut p, 1, 0).await, Err(1));
+        // the same trickle with the reader busy in between still stalls:
+        // only time waited counts, and it adds up
+        let mut p = body_of(vec![(400, 100); 20]).await;
+        assert_eq!(read_all(&mut p, 1, 2000).await, Err(1));
+        // 2 KiB every 900 ms: moving
+        let mut p = body_of(vec![(900, 2048); 4]).await;
+        assert_eq!(read_all(&mut p, 1, 0).await, Ok(4 * 2048));
     }
 }

@@ -11,6 +11,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod appender;
 pub mod audit;
 pub mod auth;
 pub mod blobs;

@@ -6,6 +6,7 @@ use actix_web::http::Method;
 use actix_web::web::{self, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
+use super::appender::Appender;
 use super::errors::{ApiError, ApiResult};
 use super::params::{self, header, Query};
 use super::range::parse_content_range;
@@ -98,8 +99,9 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
         // if the body does not arrive whole it goes at once.
         Some(d) => {
             let mut abandon = Abandon::new(state, &id);
-            let mut s = state.registry.session(&repo, &id)?.take().await;
-            receive(&mut s, payload, state).await?;
+            let s = state.registry.session(&repo, &id)?.take().await;
+            let (s, received) = receive(s, payload, state, false).await;
+            received?;
             finish(state, s, d.clone()).await?;
             abandon.disarm();
             Ok(created(&repo, &d))
@@ -191,11 +193,10 @@ async fn patch(
     repo: String,
     id: &str,
 ) -> ApiResult {
-    let mut s = open_session(state, &repo, id).await?;
+    let s = open_session(state, &repo, id).await?;
     check_chunk(req, &s)?;
-    let received = receive(&mut s, payload, state).await;
     // what arrived stays in the session even when the body was cut short
-    s.settle()?;
+    let (s, received) = receive(s, payload, state, true).await;
     received?;
     Ok(accepted(&repo, &s))
 }
@@ -212,11 +213,12 @@ async fn put(
         params::digest(q.get("digest").ok_or_else(|| {
             ApiError::new(Code::DigestInvalid, "the closing PUT needs ?digest=")
         })?)?;
-    let mut s = open_session(state, &repo, id).await?;
+    let s = open_session(state, &repo, id).await?;
     check_chunk(req, &s)?;
     // POST then a PUT with the whole body: as monolithic as one POST
     let mut abandon = (s.offset == 0).then(|| Abandon::new(state, id));
-    receive(&mut s, payload, state).await?;
+    let (s, received) = receive(s, payload, state, false).await;
+    received?;
     finish(state, s, digest.clone()).await?;
     if let Some(a) = &mut abandon {
         a.disarm();
@@ -273,38 +275,43 @@ async fn open_session(state: &State, repo: &str, id: &str) -> Result<Use, ApiErr
     Ok(s)
 }
 
-/// Append the request body to the session, hashing as it arrives. A body
-/// that stalls (see `body::Paced`) ends the request with 408; what arrived
-/// before stays in the session, and its status reports it.
-async fn receive(s: &mut Use, mut payload: Payload, state: &State) -> Result<(), ApiError> {
-    let max = state.config().limits.max_blob_bytes;
+/// Append the request body to the session, hashing as it arrives (see
+/// [`Appender`] for where). A body that stalls (see `body::Paced`) ends the
+/// request with 408; what arrived before stays in the session, and its
+/// status reports it. `settle`: end by making what arrived readable by
+/// every node (a PATCH), even when the body broke off.
+async fn receive(
+    s: Use,
+    mut payload: Payload,
+    state: &State,
+    settle: bool,
+) -> (Use, Result<(), ApiError>) {
     let shared = s.shared().clone();
+    let max = state.config().limits.max_blob_bytes;
+    let mut to = Appender::new(s, max, state.registry.shared_store(), settle);
     let mut body = body::Paced::new(&mut payload, state.config().limits.body_idle_timeout_secs);
-    loop {
+    let read = loop {
         let next = tokio::select! {
             biased;
             () = shared.wanted() => {
-                return Err(ApiError::from(Error::BlobUploadInvalid(
+                break Err(ApiError::from(Error::BlobUploadInvalid(
                     "another request took over this upload session".into(),
                 )));
             }
             next = body.next() => next,
         };
-        let Some(chunk) = next.map_err(|e| e.for_code(Code::BlobUploadInvalid))? else {
-            return Ok(());
-        };
-        if s.is_closed() {
-            return Err(Error::BlobUploadUnknown(s.id.clone()).into());
-        }
-        if max > 0 && s.offset + chunk.len() as u64 > max {
-            return Err(Error::TooLarge {
-                what: "blobs",
-                limit: max,
+        match next.map_err(|e| e.for_code(Code::BlobUploadInvalid)) {
+            Err(e) => break Err(e),
+            Ok(None) => break Ok(()),
+            Ok(Some(piece)) => {
+                if !to.push(piece).await {
+                    break Ok(()); // appending failed: its error comes from `end`
+                }
             }
-            .into());
         }
-        s.append(&chunk)?;
-    }
+    };
+    let (s, written) = to.end().await;
+    (s, written.and(read))
 }
 
 /// Verify and commit off the async workers (hashing a rebuilt session,

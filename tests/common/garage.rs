@@ -297,6 +297,15 @@ impl Garage {
         }
     }
 
+    /// Stop node `i` answering without closing a connection (SIGSTOP: a
+    /// store that hangs, as one swapping or stuck in a disk does) until
+    /// `resume`.
+    pub fn pause(&self, i: usize) -> u32 {
+        let pid = self.nodes[i].child.as_ref().expect("node running").id();
+        signal(pid, libc::SIGSTOP);
+        pid
+    }
+
     /// Start node `i` again, on its ports and data.
     pub fn restart(&mut self, i: usize) {
         let bin = garage_bin().unwrap();
@@ -356,4 +365,16 @@ impl Drop for Garage {
             self.kill(i);
         }
     }
+}
+
+/// Send `sig` to process `pid` (a Garage node).
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child process of this test; no memory involved
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(
+        r,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
 }

@@ -1,0 +1,158 @@
+//! An object store that stops answering for a while under an upload (a
+//! Garage node SIGSTOPped: its connections stay open, nothing comes back).
+//! The upload waits for it on a thread of its own: the HTTP worker goes on
+//! serving other requests, the client's bytes wait in the socket without
+//! counting as the client stalling, and once the store answers again the
+//! upload completes with every byte.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::garage::{signal, Garage};
+use common::platforms::env_refs;
+use common::postgres::Postgres;
+use common::{bytes, sha256, Client, Server};
+
+#[test]
+fn a_stalled_object_store_holds_no_worker_and_blames_no_client() {
+    let (Some(pg), Some(garage)) = (Postgres::start(), Garage::start()) else {
+        return;
+    };
+    let mut env = pg.env();
+    env.extend(garage.env(0, "stall"));
+    env.extend(
+        [
+            // one worker: a wait on it would stop every other request
+            ("BERTH_WORKERS", "1"),
+            // the store is stopped for longer than this
+            ("BERTH_LIMITS_BODY_IDLE_TIMEOUT_SECS", "1"),
+            // and for less than this
+            ("BERTH_STORAGE_S3_TIMEOUT_SECS", "30"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let server = Server::start_with_env(&env_refs(&env));
+    let c = Client::new(&server);
+    let r = c.req("POST", "/v2/stall/blobs/uploads/", &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let loc = r.header("location").unwrap().to_string();
+    // another client, sending steadily all along (64 KiB every 250 ms):
+    // served by the same worker, it must not be taken for stalling
+    let r = c.req("POST", "/v2/stall/blobs/uploads/", &[], b"");
+    let steady_loc = r.header("location").unwrap().to_string();
+    let steady_bytes = bytes(18, 32 << 16);
+    let steady = {
+        let (c, loc) = (Client::new(&server), steady_loc.clone());
+        let body = Steady {
+            bytes: steady_bytes.clone(),
+            pos: 0,
+            piece: 64 << 10,
+        };
+        std::thread::spawn(move || c.req_stream("PATCH", &loc, body.bytes.len() as u64, body))
+    };
+    // 8 MiB parts, 2 in flight: appending waits for the store from the
+    // third part sent after the pause, with most of the body still to come
+    let layer = bytes(17, 64 << 20);
+    let (reached, go) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
+    let push = {
+        let (c, loc) = (Client::new(&server), loc.clone());
+        let body = Gated {
+            bytes: layer.clone(),
+            pos: 0,
+            gate: 16 << 20,
+            reached: reached.0,
+            go: go.1,
+        };
+        std::thread::spawn(move || c.req_stream("PATCH", &loc, body.bytes.len() as u64, body))
+    };
+    // the server is appending (the session opened, parts on their way)
+    reached.1.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = garage.pause(0);
+    let paused = Instant::now();
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        signal(pid, libc::SIGCONT);
+    });
+    go.0.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // the upload is waiting for the store now; the worker is not
+    let asked = Instant::now();
+    assert_eq!(c.get("/v2/").status, 200);
+    let answered = asked.elapsed();
+    assert!(
+        answered < Duration::from_secs(1),
+        "GET /v2/ took {answered:?} while an upload waited for the object store"
+    );
+    assert!(
+        paused.elapsed() < Duration::from_secs(5),
+        "the store answered again too soon"
+    );
+
+    resume.join().unwrap();
+    let r = push.join().unwrap();
+    assert_eq!(r.status, 202, "the PATCH was cut off: {}", r.text());
+    assert_eq!(
+        r.header("range"),
+        Some(format!("0-{}", layer.len() - 1).as_str())
+    );
+    let r = steady.join().unwrap();
+    assert_eq!(r.status, 202, "a steady client was cut off: {}", r.text());
+    assert_eq!(
+        r.header("range"),
+        Some(format!("0-{}", steady_bytes.len() - 1).as_str())
+    );
+    let digest = sha256(&layer);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = c.req("PUT", &format!("{loc}{sep}digest={digest}"), &[], b"");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(c.get(&format!("/v2/stall/blobs/{digest}")).body == layer);
+}
+
+/// A body that gives its first `gate` bytes, says so, and gives the rest
+/// once told to.
+struct Gated {
+    bytes: Vec<u8>,
+    pos: usize,
+    gate: usize,
+    reached: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl std::io::Read for Gated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.gate {
+            let _ = self.reached.send(());
+            let _ = self.go.recv();
+        }
+        let end = match self.pos < self.gate {
+            true => self.gate,
+            false => self.bytes.len(),
+        };
+        let n = buf.len().min(end - self.pos);
+        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A body sent a piece every 250 ms.
+struct Steady {
+    bytes: Vec<u8>,
+    pos: usize,
+    piece: usize,
+}
+
+impl std::io::Read for Steady {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos % self.piece == 0 && self.pos < self.bytes.len() {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let end = (self.pos / self.piece + 1) * self.piece;
+        let n = buf.len().min(end.min(self.bytes.len()) - self.pos);
+        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
