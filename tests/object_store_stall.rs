@@ -14,11 +14,8 @@ use common::platforms::env_refs;
 use common::postgres::Postgres;
 use common::{bytes, sha256, Client, Server};
 
-#[test]
-fn a_stalled_object_store_holds_no_worker_and_blames_no_client() {
-    let (Some(pg), Some(garage)) = (Postgres::start(), Garage::start()) else {
-        return;
-    };
+/// A node on one worker, patient with the store, strict with clients.
+fn stall_node(pg: &Postgres, garage: &Garage) -> Server {
     let mut env = pg.env();
     env.extend(garage.env(0, "stall"));
     env.extend(
@@ -32,7 +29,70 @@ fn a_stalled_object_store_holds_no_worker_and_blames_no_client() {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    let server = Server::start_with_env(&env_refs(&env));
+    Server::start_with_env(&env_refs(&env))
+}
+
+/// Stop Garage node 0 now, resume it in `secs`.
+fn stall_for(garage: &Garage, secs: u64) -> (Instant, std::thread::JoinHandle<()>) {
+    let pid = garage.pause(0);
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(secs));
+        signal(pid, libc::SIGCONT);
+    });
+    (Instant::now(), resume)
+}
+
+/// GET /v2/ answers within a second.
+fn answers_at_once(c: &Client, while_: &str) {
+    let asked = Instant::now();
+    assert_eq!(c.get("/v2/").status, 200);
+    let answered = asked.elapsed();
+    assert!(
+        answered < Duration::from_secs(1),
+        "GET /v2/ took {answered:?} while {while_}"
+    );
+}
+
+#[test]
+fn a_session_opened_elsewhere_is_loaded_off_the_worker() {
+    let (Some(pg), Some(garage)) = (Postgres::start(), Garage::start()) else {
+        return;
+    };
+    let (a, b) = (stall_node(&pg, &garage), stall_node(&pg, &garage));
+    let r = Client::new(&a).req("POST", "/v2/moved/blobs/uploads/", &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let loc = r.header("location").unwrap().to_string();
+    let chunk = bytes(19, 100_000);
+    // node b has never seen the session: it loads it from the store
+    let (paused, resume) = stall_for(&garage, 4);
+    let patch = {
+        let (c, loc, chunk) = (Client::new(&b), loc.clone(), chunk.clone());
+        std::thread::spawn(move || c.req("PATCH", &loc, &[], &chunk))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    answers_at_once(
+        &Client::new(&b),
+        "a session was loaded from a stopped store",
+    );
+    assert!(
+        paused.elapsed() < Duration::from_secs(4),
+        "the store answered again too soon"
+    );
+    resume.join().unwrap();
+    let r = patch.join().unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        r.header("range"),
+        Some(format!("0-{}", chunk.len() - 1).as_str())
+    );
+}
+
+#[test]
+fn a_stalled_object_store_holds_no_worker_and_blames_no_client() {
+    let (Some(pg), Some(garage)) = (Postgres::start(), Garage::start()) else {
+        return;
+    };
+    let server = stall_node(&pg, &garage);
     let c = Client::new(&server);
     let r = c.req("POST", "/v2/stall/blobs/uploads/", &[], b"");
     assert_eq!(r.status, 202, "{}", r.text());
@@ -69,22 +129,11 @@ fn a_stalled_object_store_holds_no_worker_and_blames_no_client() {
     // the server is appending (the session opened, parts on their way)
     reached.1.recv().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let pid = garage.pause(0);
-    let paused = Instant::now();
-    let resume = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(5));
-        signal(pid, libc::SIGCONT);
-    });
+    let (paused, resume) = stall_for(&garage, 5);
     go.0.send(()).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // the upload is waiting for the store now; the worker is not
-    let asked = Instant::now();
-    assert_eq!(c.get("/v2/").status, 200);
-    let answered = asked.elapsed();
-    assert!(
-        answered < Duration::from_secs(1),
-        "GET /v2/ took {answered:?} while an upload waited for the object store"
-    );
+    answers_at_once(&c, "an upload waited for the object store");
     assert!(
         paused.elapsed() < Duration::from_secs(5),
         "the store answered again too soon"

@@ -2,6 +2,8 @@
 //! POST or POST+PUT, streamed and chunked PATCH, status, cancel, mounts.
 //! Bytes are written and hashed as they arrive; nothing is buffered whole.
 
+use std::sync::Arc;
+
 use actix_web::http::Method;
 use actix_web::web::{self, Payload};
 use actix_web::{HttpRequest, HttpResponse};
@@ -12,7 +14,7 @@ use super::params::{self, header, Query};
 use super::range::parse_content_range;
 use super::{body, State};
 use crate::oci::{Algorithm, Code, Digest};
-use crate::registry::uploads::{Session, Use};
+use crate::registry::uploads::{Session, Slot, Use};
 use crate::registry::Error;
 
 pub async fn dispatch(
@@ -99,7 +101,7 @@ async fn post(req: &HttpRequest, payload: Payload, state: &State, repo: String) 
         // if the body does not arrive whole it goes at once.
         Some(d) => {
             let mut abandon = Abandon::new(state, &id);
-            let s = state.registry.session(&repo, &id)?.take().await;
+            let s = slot(state, &repo, &id).await?.take().await;
             let (s, received) = receive(s, payload, state, false).await;
             received?;
             finish(state, s, d.clone()).await?;
@@ -229,7 +231,7 @@ async fn put(
 /// Progress of a session; answered at once even while a request is
 /// sending it a body.
 async fn status(state: &State, repo: &str, id: &str) -> ApiResult {
-    let slot = state.registry.session(repo, id)?;
+    let slot = slot(state, repo, id).await?;
     if slot.shared.is_closed() {
         return Err(Error::BlobUploadUnknown(id.to_string()).into());
     }
@@ -257,10 +259,21 @@ async fn cancel(state: &State, repo: &str, id: &str) -> ApiResult {
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The session `id` of `repo`: at once when this process holds it, else
+/// loaded from the store off the async workers (with a shared store, a
+/// session another node opened; after a restart, any).
+async fn slot(state: &State, repo: &str, id: &str) -> Result<Arc<Slot>, ApiError> {
+    if let Some(found) = state.registry.loaded_session(repo, id) {
+        return Ok(found?);
+    }
+    let (reg, r, i) = (state.registry.clone(), repo.to_string(), id.to_string());
+    Ok(web::block(move || reg.session(&r, &i)).await??)
+}
+
 /// The session `id` of `repo`, held by this request (a request still
 /// holding it is made to give it up); unknown once finished or cancelled.
 async fn open_session(state: &State, repo: &str, id: &str) -> Result<Use, ApiError> {
-    let mut s = state.registry.session(repo, id)?.take().await;
+    let mut s = slot(state, repo, id).await?.take().await;
     if state.registry.shared_store() {
         let reg = state.registry.clone();
         s = web::block(move || {

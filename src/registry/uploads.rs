@@ -363,15 +363,28 @@ impl Registry {
         Ok(())
     }
 
-    /// The session `id` of `repo`, loaded from the store after a restart.
+    /// The session `id` of `repo` if this process holds it in memory (no
+    /// store access: callable from an async worker); None: see `session`.
+    pub fn loaded_session(&self, repo: &str, id: &str) -> Option<Result<Arc<Slot>>> {
+        let l = self
+            .sessions
+            .book()
+            .live
+            .get(id)
+            .map(|l| (l.repo == repo, l.slot.clone()))?;
+        Some(match l {
+            (true, slot) => Ok(slot),
+            (false, _) => Err(unknown_session(repo, id)),
+        })
+    }
+
+    /// The session `id` of `repo`, loaded from the store after a restart
+    /// or when another node opened it. Blocking (a database read, a stat of
+    /// the staged upload).
     pub fn session(&self, repo: &str, id: &str) -> Result<Arc<Slot>> {
-        let unknown = || Error::BlobUploadUnknown(format!("no upload session {id} in {repo}"));
-        if let Some(l) = self.sessions.book().live.get(id) {
-            return if l.repo == repo {
-                Ok(l.slot.clone())
-            } else {
-                Err(unknown())
-            };
+        let unknown = || unknown_session(repo, id);
+        if let Some(found) = self.loaded_session(repo, id) {
+            return found;
         }
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(unknown());
@@ -517,6 +530,10 @@ impl Registry {
         }
         Ok(expired)
     }
+}
+
+fn unknown_session(repo: &str, id: &str) -> Error {
+    Error::BlobUploadUnknown(format!("no upload session {id} in {repo}"))
 }
 
 /// Undo [`Registry::reserve_session`] for a session never created.
