@@ -205,3 +205,29 @@ impl std::io::Read for Steady {
         Ok(n)
     }
 }
+
+#[test]
+fn a_blob_opened_in_a_stalled_store_holds_no_worker() {
+    let (Some(pg), Some(garage)) = (Postgres::start(), Garage::start()) else {
+        return;
+    };
+    let server = stall_node(&pg, &garage);
+    let c = Client::new(&server);
+    let layer = bytes(20, 300_000);
+    let digest = c.push_blob("open", &layer);
+    let (paused, resume) = stall_for(&garage, 4);
+    let get = {
+        let (c, path) = (Client::new(&server), format!("/v2/open/blobs/{digest}"));
+        std::thread::spawn(move || c.get(&path))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    answers_at_once(&c, "a blob was opened in a stopped store");
+    assert!(
+        paused.elapsed() < Duration::from_secs(4),
+        "the store answered again too soon"
+    );
+    resume.join().unwrap();
+    let r = get.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == layer);
+}

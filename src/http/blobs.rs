@@ -31,19 +31,17 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
                 .finish());
         }
     }
-    let blob = match head {
-        true => state.registry.stat_blob(repo, &digest)?,
-        false => match state.registry.serve_blob(repo, &digest)? {
-            Served::Stored(b) => b,
-            Served::Arriving(a) if header(req, "Range").is_none() => {
-                return arriving(a, &digest).await
+    let blob = match open(state, repo, &digest, head).await? {
+        Served::Stored(b) => b,
+        Served::Arriving(a) if header(req, "Range").is_none() => return arriving(a, &digest).await,
+        // a range of a blob not here yet: once it is, from the store
+        Served::Arriving(mut a) => {
+            a.finished().await?;
+            match open(state, repo, &digest, false).await? {
+                Served::Stored(b) => b,
+                Served::Arriving(_) => return Err(Error::BlobUnknown(digest).into()),
             }
-            // a range of a blob not here yet: once it is, from the store
-            Served::Arriving(mut a) => {
-                a.finished().await?;
-                state.registry.open_blob(repo, &digest)?
-            }
-        },
+        }
     };
     let size = blob.size;
     let mut r = HttpResponse::Ok();
@@ -82,6 +80,22 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
         Ok(reader) => r.streaming(body::hashing(body::verified_stream(reader, start, len))),
         Err(file) if remote => r.streaming(body::off_workers(body::file_stream(file, start, len))),
         Err(file) => r.streaming(body::file_stream(file, start, len)),
+    })
+}
+
+/// Blob `digest` of `repo` to answer with: opened from the store (for HEAD
+/// without its block hashes), or arriving from an upstream (GET in a
+/// mirrored namespace). Opening a body in a bucket asks the bucket (HEAD):
+/// then off the workers, so a slow bucket stalls this request only.
+async fn open(state: &State, repo: &str, digest: &Digest, head: bool) -> Result<Served, ApiError> {
+    let (reg, r, d) = (state.registry.clone(), repo.to_string(), digest.clone());
+    let open = move || match head {
+        true => reg.stat_blob(&r, &d).map(Served::Stored),
+        false => reg.serve_blob(&r, &d),
+    };
+    Ok(match state.registry.bodies_remote() {
+        true => web::block(open).await??,
+        false => open()?,
     })
 }
 

@@ -65,6 +65,11 @@ impl Registry {
         })
     }
 
+    /// Are blob bodies in object storage (opening one asks the bucket)?
+    pub fn bodies_remote(&self) -> bool {
+        self.store.bodies_remote()
+    }
+
     /// [`Registry::stat_blob`], with the block hashes to check as it is
     /// read (when `verify.on_read` is on).
     pub fn open_blob(&self, repo: &str, digest: &Digest) -> Result<OpenBlob> {
