@@ -25,6 +25,7 @@ pub struct Metrics {
     /// Blob blocks served by reads, by how each was checked (`check`:
     /// hashed, or cached: vouched for by a recent whole read).
     pub read_blocks: Family<Labels, Counter>,
+    pub vouched_files: Gauge,
     pub manifest_corrupt_reads: Counter,
     pub scrubs: Counter,
     pub scrub_corrupt: Gauge,
@@ -96,6 +97,12 @@ impl Default for Metrics {
             "blob_read_blocks",
             "blob blocks served, by check: hashed, or cached (sent from memory unhashed after a whole verified read, verify.trust_cached_secs)",
             read_blocks.clone(),
+        );
+        let vouched_files = Gauge::default();
+        registry.register(
+            "blob_files_vouched_for",
+            "blob files whose bytes in memory reads may send unhashed (held up to verify.trust_cached_secs; the table keeps at most 50000)",
+            vouched_files.clone(),
         );
         let manifest_corrupt_reads = Counter::default();
         registry.register(
@@ -218,6 +225,7 @@ impl Default for Metrics {
             merges,
             corrupt_reads,
             read_blocks,
+            vouched_files,
             manifest_corrupt_reads,
             scrubs,
             scrub_corrupt,

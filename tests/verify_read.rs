@@ -159,6 +159,30 @@ fn verified_bytes_in_memory_go_out_unhashed_and_the_disk_is_checked_again() {
 }
 
 #[test]
+fn a_push_the_store_deduplicated_vouches_for_no_dead_file() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    let vouched = |c: &Client| metric(c, "berth_blob_files_vouched_for");
+    let layer = bytes(23, 3 << 20);
+    let d = c.push_blob("first", &layer);
+    assert_eq!(vouched(&c), 1.0, "a push vouches for its file");
+    // the same bytes uploaded again elsewhere: the store keeps its file and
+    // drops the staged one, which nothing may vouch for
+    assert_eq!(c.push_blob("second", &layer), d);
+    assert_eq!(
+        vouched(&c),
+        1.0,
+        "the discarded staged file was vouched for"
+    );
+    // and the blob's own file still is: read from memory unhashed
+    let before = blocks(&c, "hashed");
+    assert!(c.get(&format!("/v2/second/blobs/{d}")).body == layer);
+    assert_eq!(blocks(&c, "hashed"), before);
+    c.push_blob("first", &bytes(24, 1 << 20));
+    assert_eq!(vouched(&c), 2.0);
+}
+
+#[test]
 fn with_trust_off_every_read_hashes_every_block() {
     let s = Server::start_with_env(&[("BERTH_VERIFY_TRUST_CACHED_SECS", "0")]);
     let c = Client::new(&s);

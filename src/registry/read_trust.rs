@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::metrics::Metrics;
 use crate::oci::Digest;
@@ -32,6 +33,8 @@ pub struct ReadTrust {
     /// Blocks read hashed and read from memory unhashed (metrics).
     hashed: Counter,
     cached: Counter,
+    /// The table's size, for `/metrics`.
+    files: Gauge,
 }
 
 /// The digest a file was verified as (its first 16 bytes), so that an
@@ -57,6 +60,7 @@ impl ReadTrust {
             vouched: Mutex::new(HashMap::new()),
             hashed: check("hashed"),
             cached: check("cached"),
+            files: metrics.vouched_files.clone(),
         }
     }
 
@@ -101,11 +105,13 @@ impl ReadTrust {
             }
         }
         vouched.insert(id, (digest, now));
+        self.files.set(vouched.len() as i64);
     }
 
     fn revoke(&self, id: &Identity) {
         let mut vouched = self.vouched.lock().unwrap_or_else(|p| p.into_inner());
         vouched.remove(id);
+        self.files.set(vouched.len() as i64);
     }
 
     /// Files vouched for now (metrics, tests).

@@ -466,9 +466,15 @@ impl Registry {
         let file = s.file.take();
         self.store
             .commit_blob(&s.repo, &s.id, expected, s.offset, &blocks)?;
-        // the file's pages in memory are the bytes just hashed
+        // the file's pages in memory are the bytes just hashed, if it
+        // became the body (a store that held the blob kept its own file,
+        // and the staged one is gone: vouching for it would take a place
+        // in the bounded table for nothing)
         if let Some(id) = file.and_then(|f| f.identity()) {
-            self.read_trust.written(expected, id);
+            let body = self.store.open_stored_blob(expected).ok();
+            if body.and_then(|b| b.identity()) == Some(id) {
+                self.read_trust.written(expected, id);
+            }
         }
         self.close_session(s)
     }
