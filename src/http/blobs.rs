@@ -85,18 +85,21 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
 
 /// Blob `digest` of `repo` to answer with: opened from the store (for HEAD
 /// without its block hashes), or arriving from an upstream (GET in a
-/// mirrored namespace). Opening a body in a bucket asks the bucket (HEAD):
-/// then off the workers, so a slow bucket stalls this request only.
+/// mirrored namespace). Opening a body in a bucket asks the bucket (HEAD),
+/// and a record in PostgreSQL asks the database: then off the workers, so
+/// a slow bucket or database stalls this request only.
 async fn open(state: &State, repo: &str, digest: &Digest, head: bool) -> Result<Served, ApiError> {
     let (reg, r, d) = (state.registry.clone(), repo.to_string(), digest.clone());
     let open = move || match head {
         true => reg.stat_blob(&r, &d).map(Served::Stored),
         false => reg.serve_blob(&r, &d),
     };
-    Ok(match state.registry.bodies_remote() {
-        true => web::block(open).await??,
-        false => open()?,
-    })
+    Ok(
+        match state.registry.bodies_remote() || state.registry.shared_store() {
+            true => web::block(open).await??,
+            false => open()?,
+        },
+    )
 }
 
 /// The headers of every blob answer.

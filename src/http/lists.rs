@@ -15,8 +15,9 @@ pub async fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
     let q = Query::of(req);
     let n = params::page_size(&q, state.config().limits.max_page)?;
     let last = q.get("last").map(str::to_string);
-    let page = if state.registry.is_mirrored(repo) {
-        // asks the upstream: off the async worker
+    let page = if state.registry.is_mirrored(repo) || state.registry.shared_store() {
+        // asks the upstream, or a database over the network: off the
+        // async worker
         let (reg, r) = (state.registry.clone(), repo.to_string());
         web::block(move || reg.tags(&r, last.as_deref(), n)).await??
     } else {

@@ -64,8 +64,9 @@ async fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference
         user_agent: header(req, "User-Agent").map(str::to_string),
         accept: accepted(req),
     };
-    let m = if state.registry.is_mirrored(repo) {
-        // may ask the upstream: off the async worker
+    let m = if state.registry.is_mirrored(repo) || state.registry.shared_store() {
+        // may ask the upstream, or a database over the network: off the
+        // async worker (one that hangs then stalls this request only)
         let (reg, repo, reference) = (state.registry.clone(), repo.to_string(), reference.clone());
         web::block(move || reg.pull_manifest(&repo, &reference, &want)).await??
     } else {

@@ -1,9 +1,9 @@
-//! An object store that stops answering for a while under an upload (a
-//! Garage node SIGSTOPped: its connections stay open, nothing comes back).
-//! The upload waits for it on a thread of its own: the HTTP worker goes on
-//! serving other requests, the client's bytes wait in the socket without
-//! counting as the client stalling, and once the store answers again the
-//! upload completes with every byte.
+//! A backend that stops answering for a while under a request: a Garage
+//! node SIGSTOPped (its connections stay open, nothing comes back), or a
+//! PostgreSQL table locked by another session. The request waits for it
+//! on a thread of its own: the HTTP worker goes on serving other requests,
+//! a client's bytes wait in the socket without counting as the client
+//! stalling, and once the backend answers again the request completes.
 
 mod common;
 
@@ -230,4 +230,44 @@ fn a_blob_opened_in_a_stalled_store_holds_no_worker() {
     let r = get.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.body == layer);
+}
+
+#[test]
+fn a_database_that_blocks_reads_holds_no_worker() {
+    let (Some(pg), Some(garage)) = (Postgres::start(), Garage::start()) else {
+        return;
+    };
+    let server = stall_node(&pg, &garage);
+    let c = Client::new(&server);
+    let (_, manifest) = c.push_image("locked", "v1", b"a layer");
+    // another session locks the table every read needs, for 3 s
+    let (locked, held) = std::sync::mpsc::channel();
+    let mut session = pg.session();
+    let lock = std::thread::spawn(move || {
+        let mut tx = session.transaction().unwrap();
+        tx.batch_execute("LOCK TABLE berth_kv IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        locked.send(Instant::now()).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        tx.commit().unwrap();
+    });
+    let since = held.recv().unwrap();
+    let pulls: Vec<_> = ["/v2/locked/manifests/v1", "/v2/locked/tags/list"]
+        .into_iter()
+        .map(|path| {
+            let c = Client::new(&server);
+            std::thread::spawn(move || c.get(path))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    answers_at_once(&c, "reads waited for a locked table");
+    assert!(
+        since.elapsed() < Duration::from_secs(3),
+        "the lock went too soon"
+    );
+    lock.join().unwrap();
+    let got: Vec<_> = pulls.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(got[0].status, 200, "{}", got[0].text());
+    assert!(got[0].body == manifest);
+    assert_eq!(got[1].json()["tags"], serde_json::json!(["v1"]));
 }
