@@ -58,11 +58,7 @@ impl Appender {
                     break;
                 }
             }
-            let settled = match settle {
-                true => s.settle().map_err(ApiError::from),
-                false => Ok(()),
-            };
-            (s, settled.and(appended))
+            ended(s, settle, appended)
         });
         Appender::Apart { tx, task }
     }
@@ -88,18 +84,8 @@ impl Appender {
     pub async fn end(self) -> (Use, Result<(), ApiError>) {
         match self {
             Appender::Here {
-                mut s,
-                settle,
-                failed,
-                ..
-            } => {
-                let appended = failed.map_or(Ok(()), Err);
-                let settled = match settle {
-                    true => s.settle().map_err(ApiError::from),
-                    false => Ok(()),
-                };
-                (s, settled.and(appended))
-            }
+                s, settle, failed, ..
+            } => ended(s, settle, failed.map_or(Ok(()), Err)),
             Appender::Apart { tx, task } => {
                 drop(tx);
                 // a panic there (a bug) goes on here, as if appending inline
@@ -108,6 +94,16 @@ impl Appender {
             }
         }
     }
+}
+
+/// The session after its last append: settled when asked, with the first
+/// error (settling's, else appending's).
+fn ended(mut s: Use, settle: bool, appended: Result<(), ApiError>) -> (Use, Result<(), ApiError>) {
+    let settled = match settle {
+        true => s.settle().map_err(ApiError::from),
+        false => Ok(()),
+    };
+    (s, settled.and(appended))
 }
 
 /// One piece onto the session, within the size limit.

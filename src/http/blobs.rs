@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::errors::{ApiError, ApiResult};
 use super::params::{self, header};
 use super::range::{parse_range, RangeError};
-use super::{body, State};
+use super::{body, offload, State};
 use crate::oci::Digest;
 use crate::registry::blobs::Served;
 use crate::registry::fetch::Arriving;
@@ -31,16 +31,20 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
                 .finish());
         }
     }
-    let blob = match open(state, repo, &digest, head).await? {
+    let (r, d) = (repo.to_string(), digest.clone());
+    let served = offload::read(state, repo, move |reg| match head {
+        // HEAD: opened without its block hashes
+        true => reg.stat_blob(&r, &d).map(Served::Stored),
+        false => reg.serve_blob(&r, &d),
+    });
+    let blob = match served.await? {
         Served::Stored(b) => b,
         Served::Arriving(a) if header(req, "Range").is_none() => return arriving(a, &digest).await,
         // a range of a blob not here yet: once it is, from the store
         Served::Arriving(mut a) => {
             a.finished().await?;
-            match open(state, repo, &digest, false).await? {
-                Served::Stored(b) => b,
-                Served::Arriving(_) => return Err(Error::BlobUnknown(digest).into()),
-            }
+            let (r, d) = (repo.to_string(), digest.clone());
+            offload::read(state, repo, move |reg| reg.open_blob(&r, &d)).await?
         }
     };
     let size = blob.size;
@@ -81,25 +85,6 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
         Err(file) if remote => r.streaming(body::off_workers(body::file_stream(file, start, len))),
         Err(file) => r.streaming(body::file_stream(file, start, len)),
     })
-}
-
-/// Blob `digest` of `repo` to answer with: opened from the store (for HEAD
-/// without its block hashes), or arriving from an upstream (GET in a
-/// mirrored namespace). Opening a body in a bucket asks the bucket (HEAD),
-/// and a record in PostgreSQL asks the database: then off the workers, so
-/// a slow bucket or database stalls this request only.
-async fn open(state: &State, repo: &str, digest: &Digest, head: bool) -> Result<Served, ApiError> {
-    let (reg, r, d) = (state.registry.clone(), repo.to_string(), digest.clone());
-    let open = move || match head {
-        true => reg.stat_blob(&r, &d).map(Served::Stored),
-        false => reg.serve_blob(&r, &d),
-    };
-    Ok(
-        match state.registry.bodies_remote() || state.registry.shared_store() {
-            true => web::block(open).await??,
-            false => open()?,
-        },
-    )
 }
 
 /// The headers of every blob answer.

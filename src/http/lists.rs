@@ -1,12 +1,12 @@
 //! Paginated lists: tags (end-8a/b) and the catalog, with `n`, `last` and
 //! `Link: <...>; rel="next"`.
 
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::errors::ApiResult;
 use super::params::{self, Query};
-use super::State;
+use super::{offload, State};
 use crate::auth::{Action, Caller};
 use crate::registry::lists::Page;
 
@@ -15,14 +15,8 @@ pub async fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
     let q = Query::of(req);
     let n = params::page_size(&q, state.config().limits.max_page)?;
     let last = q.get("last").map(str::to_string);
-    let page = if state.registry.is_mirrored(repo) || state.registry.shared_store() {
-        // asks the upstream, or a database over the network: off the
-        // async worker
-        let (reg, r) = (state.registry.clone(), repo.to_string());
-        web::block(move || reg.tags(&r, last.as_deref(), n)).await??
-    } else {
-        state.registry.tags(repo, last.as_deref(), n)?
-    };
+    let r = repo.to_string();
+    let page = offload::read(state, repo, move |reg| reg.tags(&r, last.as_deref(), n)).await?;
     let mut r = HttpResponse::Ok();
     link(&mut r, &format!("/v2/{repo}/tags/list"), n, &page);
     Ok(r.json(json!({"name": repo, "tags": page.entries})))

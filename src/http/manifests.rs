@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::errors::{ApiError, ApiResult};
 use super::params::{self, header, Query};
-use super::{body, State};
+use super::{body, offload, State};
 use crate::oci::name::{self, ReferenceError};
 use crate::oci::{media, Code, Platform, Reference};
 use crate::registry::manifests::Want;
@@ -64,14 +64,11 @@ async fn get(req: &HttpRequest, state: &State, repo: &str, reference: &Reference
         user_agent: header(req, "User-Agent").map(str::to_string),
         accept: accepted(req),
     };
-    let m = if state.registry.is_mirrored(repo) || state.registry.shared_store() {
-        // may ask the upstream, or a database over the network: off the
-        // async worker (one that hangs then stalls this request only)
-        let (reg, repo, reference) = (state.registry.clone(), repo.to_string(), reference.clone());
-        web::block(move || reg.pull_manifest(&repo, &reference, &want)).await??
-    } else {
-        state.registry.pull_manifest(repo, reference, &want)?
-    };
+    let (r, reference) = (repo.to_string(), reference.clone());
+    let m = offload::read(state, repo, move |reg| {
+        reg.pull_manifest(&r, &reference, &want)
+    })
+    .await?;
     let mut r = HttpResponse::Ok();
     r.content_type(m.summary.media_type.as_str())
         .insert_header(("Docker-Content-Digest", m.digest.to_string()))

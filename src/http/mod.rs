@@ -23,6 +23,7 @@ pub mod lists;
 pub mod login;
 pub mod logsafe;
 pub mod manifests;
+pub mod offload;
 pub mod params;
 pub mod path;
 pub mod platforms;
