@@ -44,6 +44,9 @@ pub fn run(a: Args) -> Result<(), Error> {
         cfg.auth.htpasswd = h;
     }
     cfg.validate()?;
+    if cfg.storage.blobs == berth::config::BlobsBackend::S3 {
+        keep_freed_memory();
+    }
     let _log = init_logging(&cfg)?;
     berth::http::descriptors::fit(&mut cfg);
     let store = Store::open(&cfg.data_dir, &super::open::store_options(&cfg)?)?;
@@ -55,6 +58,25 @@ pub fn run(a: Args) -> Result<(), Error> {
     let app = berth::http::App::new(registry)?;
     actix_web::rt::System::new().block_on(berth::http::serve(app))?;
     Ok(())
+}
+
+/// With bodies in a bucket, every block served passes through network
+/// buffers of 128 KiB and more, which glibc by default maps on their own
+/// and hands back to the kernel when freed: each block of every transfer
+/// came in as fresh, zeroed pages, ~80 page faults per MiB served
+/// (`perf stat -e page-faults`, five 256 MiB downloads from Garage:
+/// 101,850 before, 1,102 after). Here up to 8 MiB may stay free per arena
+/// (two, see main.rs), and only allocations of 4 MiB or more are mapped on
+/// their own. Files-backed serving does not churn like this (386 faults for
+/// the same five downloads) and keeps glibc's defaults.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before the server's
+    // threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
 }
 
 /// Install the log subscriber. Lines go through `log_sink`: a request

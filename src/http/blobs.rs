@@ -73,6 +73,8 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
     let remote = blob.remote;
     let r = r.no_chunking(len);
     Ok(match blob.into_reader() {
+        // checked where the bucket's bytes arrive, no thread of its own
+        Ok(reader) if reader.streams() => r.streaming(reader.streamed(start, len)),
         Ok(reader) if remote => {
             r.streaming(body::off_workers(body::verified_stream(reader, start, len)))
         }

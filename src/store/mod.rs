@@ -37,6 +37,7 @@ use std::sync::{Arc, RwLock};
 use kv::{Kv, Reader, Table};
 
 pub use blobs::{BlobBody, BlobInfo};
+pub use bodies::{BlockCheck, Blocks};
 pub use cache::CacheUsage;
 pub use commit::Pending;
 pub use error::{out_of_space, Cause, StoreError};

@@ -43,10 +43,15 @@ impl BlockHasher {
 
 /// Does `data` (block `index` of a blob) match its recorded hash?
 pub fn block_ok(hashes: &[u8], index: u64, data: &[u8]) -> bool {
+    hash_ok(hashes, index, &blake3::hash(data))
+}
+
+/// Whether block `index` hashed to `hash` is right by `hashes`.
+pub fn hash_ok(hashes: &[u8], index: u64, hash: &blake3::Hash) -> bool {
     let at = index as usize * HASH_LEN;
     hashes
         .get(at..at + HASH_LEN)
-        .is_some_and(|want| blake3::hash(data).as_bytes() == want)
+        .is_some_and(|want| hash.as_bytes() == want)
 }
 
 /// How many block hashes a blob of `size` bytes has.

@@ -49,7 +49,34 @@ pub trait Body: Read + Seek + Send {
     fn read_cached(&self, _at: u64, _len: usize, _out: &mut Vec<u8>) -> io::Result<usize> {
         Ok(0)
     }
+    /// Whether [`Body::checked_blocks`] streams this body: bodies read over
+    /// the network, which then hand each block over once, not each network
+    /// chunk. Files are read as well in the caller's thread.
+    fn streams_blocks(&self) -> bool {
+        false
+    }
+    /// Blocks `first..` (1 MiB each, the last one shorter) fetched and
+    /// checked by the bodies' own threads, each whole block sent only once
+    /// `check` passed it. Only where [`Body::streams_blocks`].
+    fn checked_blocks(&mut self, _first: u64, _check: Box<dyn BlockCheck>) -> Blocks {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let why = "these bodies are not streamed by block";
+        let _ = tx.try_send(Err(io::Error::new(io::ErrorKind::Unsupported, why)));
+        rx
+    }
 }
+
+/// Checks a body's blocks as their bytes stream in.
+pub trait BlockCheck: Send {
+    /// The next bytes of the block being read, in order.
+    fn update(&mut self, bytes: &[u8]);
+    /// Block `n` is complete: an error, and none of it is sent.
+    fn finish(&mut self, n: u64) -> io::Result<()>;
+}
+
+/// Checked blocks in order, each as the chunks it arrived in; after an
+/// error, nothing.
+pub type Blocks = tokio::sync::mpsc::Receiver<io::Result<Vec<bytes::Bytes>>>;
 
 /// A body file as it is on disk: any change to its bytes or a new file in
 /// its place changes one of these (device and inode, size, modification and

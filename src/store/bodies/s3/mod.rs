@@ -9,6 +9,7 @@
 //! [`bridge`]. It reads no `AWS_*` variable: everything comes from
 //! [`S3Options`].
 
+mod blocks;
 mod bridge;
 mod counts;
 mod read;

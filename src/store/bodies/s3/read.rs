@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use super::bridge::Bridge;
 use super::counts::{Counts, Op};
 use super::{io_error, S3Bodies};
-use crate::store::bodies::Body;
+use crate::store::bodies::{BlockCheck, Blocks, Body};
 
 /// KiB of network chunks buffered ahead of the reader: enough for a
 /// stream to keep the connection busy while the reader checks a block.
@@ -174,5 +174,22 @@ impl Seek for Reader {
 impl Body for Reader {
     fn size(&self) -> io::Result<u64> {
         Ok(self.len)
+    }
+
+    /// A body is one object; a staged upload (several) or an empty body
+    /// (none) is read as before.
+    fn streams_blocks(&self) -> bool {
+        self.pieces.len() == 1
+    }
+
+    fn checked_blocks(&mut self, first: u64, check: Box<dyn BlockCheck>) -> Blocks {
+        super::blocks::stream(
+            &self.bridge,
+            self.store.clone(),
+            &self.counts,
+            self.pieces[0].clone(),
+            first,
+            check,
+        )
     }
 }
