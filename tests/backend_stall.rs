@@ -252,13 +252,21 @@ fn a_database_that_blocks_reads_holds_no_worker() {
         tx.commit().unwrap();
     });
     let since = held.recv().unwrap();
-    let pulls: Vec<_> = ["/v2/locked/manifests/v1", "/v2/locked/tags/list"]
-        .into_iter()
-        .map(|path| {
-            let c = Client::new(&server);
-            std::thread::spawn(move || c.get(path))
-        })
-        .collect();
+    let subject = sha256(&manifest);
+    let referrers = format!("/v2/locked/referrers/{subject}");
+    let pulls: Vec<_> = [
+        "/v2/locked/manifests/v1",
+        "/v2/locked/tags/list",
+        "/v2/_catalog",
+        &referrers,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .map(|path| {
+        let c = Client::new(&server);
+        std::thread::spawn(move || c.get(&path))
+    })
+    .collect();
     std::thread::sleep(Duration::from_millis(1000));
     answers_at_once(&c, "reads waited for a locked table");
     assert!(
@@ -270,4 +278,7 @@ fn a_database_that_blocks_reads_holds_no_worker() {
     assert_eq!(got[0].status, 200, "{}", got[0].text());
     assert!(got[0].body == manifest);
     assert_eq!(got[1].json()["tags"], serde_json::json!(["v1"]));
+    assert_eq!(got[2].json()["repositories"], serde_json::json!(["locked"]));
+    assert_eq!(got[3].status, 200, "{}", got[3].text());
+    assert_eq!(got[3].json()["manifests"], serde_json::json!([]));
 }

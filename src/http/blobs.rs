@@ -23,8 +23,10 @@ pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> 
         return Ok(headers(&mut HttpResponse::Ok(), &digest).body(body::HeadBody(size)));
     }
     if !head && state.config().storage.s3.redirect {
-        // presigning is local (no request to the store), cheap enough here
-        if let Some(url) = state.registry.blob_redirect(repo, &digest)? {
+        // presigning is local, but whether the repository holds the blob
+        // is a metadata read (PostgreSQL)
+        let (r, d) = (repo.to_string(), digest.clone());
+        if let Some(url) = offload::read(state, repo, move |reg| reg.blob_redirect(&r, &d)).await? {
             return Ok(HttpResponse::TemporaryRedirect()
                 .insert_header(("Location", url))
                 .insert_header(("Docker-Content-Digest", digest.to_string()))

@@ -26,10 +26,10 @@ async fn dispatch(req: HttpRequest, payload: Payload, state: State) -> ApiResult
         Route::Base if get_or_head => Ok(HttpResponse::Ok()
             .content_type("application/json")
             .body("{}")),
-        Route::Catalog if get_or_head => lists::catalog(&req, &state),
+        Route::Catalog if get_or_head => lists::catalog(&req, &state).await,
         Route::Tags { name } if get_or_head => lists::tags(&req, &state, name).await,
         Route::Referrers { name, digest } if get_or_head => {
-            referrers::get(&req, &state, name, digest)
+            referrers::get(&req, &state, name, digest).await
         }
         Route::Blob { name, digest } if get_or_head => blobs::get(&req, &state, name, digest).await,
         Route::Blob { name, digest } if m == Method::DELETE => {

@@ -22,18 +22,22 @@ pub async fn tags(req: &HttpRequest, state: &State, name: &str) -> ApiResult {
     Ok(r.json(json!({"name": repo, "tags": page.entries})))
 }
 
-pub fn catalog(req: &HttpRequest, state: &State) -> ApiResult {
+pub async fn catalog(req: &HttpRequest, state: &State) -> ApiResult {
     let q = Query::of(req);
     let n = params::page_size(&q, state.config().limits.max_page)?;
+    let last = q.get("last").map(str::to_string);
     // With authentication on, only what the caller may pull is listed.
-    let cfg = state.config();
     let who = req.extensions().get::<Caller>().cloned();
-    let visible = |repo: &str| match (cfg.auth_on(), &who) {
-        (false, _) => true,
-        (true, Some(w)) => cfg.auth.may(w, repo, Action::Pull),
-        (true, None) => false,
-    };
-    let page = state.registry.catalog(q.get("last"), n, &visible)?;
+    let page = offload::read(state, "", move |reg| {
+        let cfg = reg.config();
+        let visible = |repo: &str| match (cfg.auth_on(), &who) {
+            (false, _) => true,
+            (true, Some(w)) => cfg.auth.may(w, repo, Action::Pull),
+            (true, None) => false,
+        };
+        reg.catalog(last.as_deref(), n, &visible)
+    })
+    .await?;
     let mut r = HttpResponse::Ok();
     link(&mut r, "/v2/_catalog", n, &page);
     Ok(r.json(json!({"repositories": page.entries})))

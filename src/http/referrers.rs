@@ -5,15 +5,19 @@ use serde_json::json;
 
 use super::errors::ApiResult;
 use super::params::{self, Query};
-use super::State;
+use super::{offload, State};
 use crate::oci::media;
 
-pub fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> ApiResult {
+pub async fn get(req: &HttpRequest, state: &State, name: &str, digest: &str) -> ApiResult {
     let repo = params::repo(name)?;
     let subject = params::digest(digest)?;
     let q = Query::of(req);
     let filter = q.get("artifactType");
-    let list = state.registry.referrers(repo, &subject, filter)?;
+    let (r, f) = (repo.to_string(), filter.map(str::to_string));
+    let list = offload::read(state, repo, move |reg| {
+        reg.referrers(&r, &subject, f.as_deref())
+    })
+    .await?;
     let mut r = HttpResponse::Ok();
     if filter.is_some() {
         r.insert_header(("OCI-Filters-Applied", "artifactType"));
