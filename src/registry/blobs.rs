@@ -14,19 +14,24 @@ use crate::store::{BlobBody, Store};
 pub struct OpenBlob {
     pub size: u64,
     pub body: BlobBody,
-    /// blake3 of each 1 MiB block, when reads are verified
-    /// (`verify.on_read`); None serves the bytes unchecked.
-    pub blocks: Option<Vec<u8>>,
-    /// Whether bytes of this file still in memory may go out unhashed, and
-    /// where the read reports that it verified the whole blob (with
-    /// `blocks`).
-    pub trust: Option<Ticket>,
+    /// How its reads are checked, when they are (`verify.on_read`, and the
+    /// store has the blob's block hashes); None serves the bytes unchecked.
+    pub checks: Option<Checks>,
     /// To call with the block that failed verification: counts and logs
     /// it and marks the blob damaged.
     pub on_corrupt: CorruptionHook,
     /// Reading it waits on the network (bodies in object storage): read
     /// it off the async workers.
     pub remote: bool,
+}
+
+/// What a verified read of a blob checks its blocks with.
+pub struct Checks {
+    /// blake3 of each 1 MiB block.
+    pub blocks: Vec<u8>,
+    /// Whether bytes of this file still in memory may go out unhashed, and
+    /// where the read reports that it verified the whole blob.
+    pub trust: Ticket,
 }
 
 /// Config blobs larger than this are not read (for a platform or a page).
@@ -58,8 +63,7 @@ impl Registry {
         Ok(OpenBlob {
             size: info.size,
             body,
-            blocks: None,
-            trust: None,
+            checks: None,
             on_corrupt: corruption_hook(&self.store, &self.metrics, digest),
             remote: self.store.bodies_remote(),
         })
@@ -75,8 +79,10 @@ impl Registry {
     pub fn open_blob(&self, repo: &str, digest: &Digest) -> Result<OpenBlob> {
         let mut blob = self.stat_blob(repo, digest)?;
         if self.config.verify.on_read {
-            blob.blocks = self.store.blob_blocks(digest)?;
-            blob.trust = Some(self.read_trust.ticket(digest, blob.body.identity()));
+            blob.checks = self.store.blob_blocks(digest)?.map(|blocks| Checks {
+                blocks,
+                trust: self.read_trust.ticket(digest, blob.body.identity()),
+            });
         }
         Ok(blob)
     }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use super::blobs::{CorruptionHook, OpenBlob};
+use super::blobs::{Checks, CorruptionHook, OpenBlob};
 use super::read_trust::Ticket;
 use crate::store::{BlobBody, BlockCheck, Blocks};
 use crate::verify::blocks::{hash_ok, BLOCK};
@@ -41,8 +41,11 @@ impl OpenBlob {
     /// Its body to read checked block by block (`verify.on_read`), or, with
     /// reads unchecked, as it is.
     pub fn into_reader(self) -> Result<BlockReader, BlobBody> {
-        match (self.blocks, self.trust) {
-            (Some(hashes), Some(trust)) => Ok(BlockReader {
+        match self.checks {
+            Some(Checks {
+                blocks: hashes,
+                trust,
+            }) => Ok(BlockReader {
                 body: self.body,
                 size: self.size,
                 check: Check {
@@ -52,7 +55,7 @@ impl OpenBlob {
                     left: self.size.div_ceil(BLOCK),
                 },
             }),
-            _ => Err(self.body),
+            None => Err(self.body),
         }
     }
 }
