@@ -32,14 +32,41 @@ fn stall_node(pg: &Postgres, garage: &Garage) -> Server {
     Server::start_with_env(&env_refs(&env))
 }
 
+/// Garage node 0 stopped, to be resumed after `secs`.
+struct Stall {
+    since: Instant,
+    secs: u64,
+    resume: std::thread::JoinHandle<()>,
+}
+
 /// Stop Garage node 0 now, resume it in `secs`.
-fn stall_for(garage: &Garage, secs: u64) -> (Instant, std::thread::JoinHandle<()>) {
+fn stall_for(garage: &Garage, secs: u64) -> Stall {
     let pid = garage.pause(0);
     let resume = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(secs));
         signal(pid, libc::SIGCONT);
     });
-    (Instant::now(), resume)
+    Stall {
+        since: Instant::now(),
+        secs,
+        resume,
+    }
+}
+
+impl Stall {
+    /// The node answers at once while the store is still stopped.
+    fn answers_meanwhile(&self, c: &Client, while_: &str) {
+        answers_at_once(c, while_);
+        assert!(
+            self.since.elapsed() < Duration::from_secs(self.secs),
+            "the store answered again too soon"
+        );
+    }
+
+    /// Wait for the store to be resumed.
+    fn end(self) {
+        self.resume.join().unwrap();
+    }
 }
 
 /// GET /v2/ answers within a second.
@@ -64,21 +91,17 @@ fn a_session_opened_elsewhere_is_loaded_off_the_worker() {
     let loc = r.header("location").unwrap().to_string();
     let chunk = bytes(19, 100_000);
     // node b has never seen the session: it loads it from the store
-    let (paused, resume) = stall_for(&garage, 4);
+    let stall = stall_for(&garage, 4);
     let patch = {
         let (c, loc, chunk) = (Client::new(&b), loc.clone(), chunk.clone());
         std::thread::spawn(move || c.req("PATCH", &loc, &[], &chunk))
     };
     std::thread::sleep(Duration::from_millis(1000));
-    answers_at_once(
+    stall.answers_meanwhile(
         &Client::new(&b),
         "a session was loaded from a stopped store",
     );
-    assert!(
-        paused.elapsed() < Duration::from_secs(4),
-        "the store answered again too soon"
-    );
-    resume.join().unwrap();
+    stall.end();
     let r = patch.join().unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(
@@ -129,17 +152,13 @@ fn a_stalled_object_store_holds_no_worker_and_blames_no_client() {
     // the server is appending (the session opened, parts on their way)
     reached.1.recv().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let (paused, resume) = stall_for(&garage, 5);
+    let stall = stall_for(&garage, 5);
     go.0.send(()).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // the upload is waiting for the store now; the worker is not
-    answers_at_once(&c, "an upload waited for the object store");
-    assert!(
-        paused.elapsed() < Duration::from_secs(5),
-        "the store answered again too soon"
-    );
+    stall.answers_meanwhile(&c, "an upload waited for the object store");
 
-    resume.join().unwrap();
+    stall.end();
     let r = push.join().unwrap();
     assert_eq!(r.status, 202, "the PATCH was cut off: {}", r.text());
     assert_eq!(
@@ -215,18 +234,14 @@ fn a_blob_opened_in_a_stalled_store_holds_no_worker() {
     let c = Client::new(&server);
     let layer = bytes(20, 300_000);
     let digest = c.push_blob("open", &layer);
-    let (paused, resume) = stall_for(&garage, 4);
+    let stall = stall_for(&garage, 4);
     let get = {
         let (c, path) = (Client::new(&server), format!("/v2/open/blobs/{digest}"));
         std::thread::spawn(move || c.get(&path))
     };
     std::thread::sleep(Duration::from_millis(1000));
-    answers_at_once(&c, "a blob was opened in a stopped store");
-    assert!(
-        paused.elapsed() < Duration::from_secs(4),
-        "the store answered again too soon"
-    );
-    resume.join().unwrap();
+    stall.answers_meanwhile(&c, "a blob was opened in a stopped store");
+    stall.end();
     let r = get.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.body == layer);

@@ -35,11 +35,12 @@ pub fn stream(
     let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
     let size = piece.len;
     let start = first.saturating_mul(BLOCK).min(size);
+    // nothing from there on: no request (the channel is closed at once)
+    if start == size {
+        return rx;
+    }
     counts.add(Op::Get);
     bridge.spawn(async move {
-        if start == size {
-            return;
-        }
         let opts = GetOptions::new().with_range(Some(start..size));
         let mut chunks = match store.get_opts(&piece.key, opts).await {
             Ok(r) => r.into_stream(),
